@@ -1,0 +1,117 @@
+"""The one torchrun helper: plain ``python`` is world size 1, ``torchrun`` gives a process group.
+
+Batch stages shard their work list with :func:`shard` and gather per-rank reports on rank 0;
+training wraps its model in DDP. On CPU the backend is gloo, on CUDA nccl.
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Sequence, TypeVar
+
+import numpy as np
+import torch
+import torch.distributed as tdist
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def pick_device(device: str | None = None, local_rank: int = 0) -> torch.device:
+    """``None``/'auto' picks CUDA (this rank's GPU) when present, else CPU."""
+    if device in (None, "", "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank % torch.cuda.device_count())
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
+    return dev
+
+
+def init_dist(device: str | None = None, timeout_s: int = 1800) -> DistInfo:
+    """Read the torchrun environment and join the process group (idempotent)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = pick_device(device, local_rank)
+    if world > 1 and not tdist.is_initialized():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        tdist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
+        log.debug("rank %d/%d joined (%s on %s)", rank, world, backend, dev)
+    return DistInfo(rank=rank, world_size=world, local_rank=local_rank, device=dev)
+
+
+def shard(items: Sequence[T], info: DistInfo) -> list[T]:
+    """This rank's share of a work list: every item lands on exactly one rank."""
+    return list(items[info.rank :: info.world_size])
+
+
+def all_reduce_sum(x: Any, info: DistInfo) -> Any:
+    """Sum a tensor, numpy array or number over ranks (float64 for numbers and arrays)."""
+    if not info.distributed:
+        return x
+    if isinstance(x, torch.Tensor):
+        t = x.detach().clone()
+        t = _to_backend(t, info)
+        tdist.all_reduce(t, op=tdist.ReduceOp.SUM)
+        return t.to(x.device)
+    arr = np.asarray(x, dtype=np.float64)
+    t = _to_backend(torch.from_numpy(arr.copy()), info)
+    tdist.all_reduce(t, op=tdist.ReduceOp.SUM)
+    out = t.cpu().numpy()
+    return out if isinstance(x, np.ndarray) else float(out)
+
+
+def _to_backend(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    # nccl needs CUDA tensors, gloo CPU ones.
+    backend = tdist.get_backend()
+    return t.to(info.device) if backend == "nccl" else t.cpu()
+
+
+def gather_objects(obj: Any, info: DistInfo) -> list | None:
+    """Pickle-gather one object per rank onto rank 0 (a list in rank order); None elsewhere."""
+    if not info.distributed:
+        return [obj]
+    out: list | None = [None] * info.world_size if info.is_main else None
+    tdist.gather_object(obj, out, dst=0)
+    return out
+
+
+def broadcast_object(obj: Any, info: DistInfo) -> Any:
+    """Rank 0's ``obj`` on every rank."""
+    if not info.distributed:
+        return obj
+    buf = [obj]
+    tdist.broadcast_object_list(buf, src=0)
+    return buf[0]
+
+
+def barrier(info: DistInfo) -> None:
+    if info.distributed:
+        tdist.barrier()
+
+
+def cleanup(info: DistInfo) -> None:
+    if info.distributed and tdist.is_initialized():
+        tdist.destroy_process_group()

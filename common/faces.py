@@ -1,0 +1,172 @@
+"""Face detection and 68-point landmarks behind one interface, and per-video tracking.
+
+Backends:
+- ``dlib`` (default, offline): dlib's HOG frontal face detector and the 68-point shape predictor
+  shipped by the ``face-recognition-models`` package. Its landmark indices are iBUG's, the
+  same as FAN's.
+- ``fan`` (optional): the original baseline's face_alignment FAN 2D (``pip install
+  face-alignment``; it downloads its weights on first use).
+
+Landmarks are float32 (68, 2) pixel coordinates, x then y, y pointing down.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Iterable, Protocol, Sequence
+
+import numpy as np
+
+from common.io import UserError
+
+log = logging.getLogger(__name__)
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1
+N_LANDMARKS = 68
+LIPS = slice(48, 68)  # outer and inner lip points (0-based)
+
+
+class FaceBackend(Protocol):
+    name: str
+
+    def detect(self, frame: np.ndarray) -> list[Box]:
+        """Faces in an RGB uint8 (H, W, 3) frame, best first."""
+
+    def landmarks(self, frame: np.ndarray, box: Box) -> np.ndarray:
+        """(68, 2) float32 landmarks of the face in ``box``."""
+
+
+def _package_file(package: str, *parts: str) -> Path:
+    """A data file inside an installed package, found without importing it (face_recognition_models
+    imports pkg_resources at import time, which may be missing)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"package {package} is not installed (pip install -r requirements.txt)")
+    return Path(list(spec.submodule_search_locations)[0]).joinpath(*parts)
+
+
+def dlib_predictor_path() -> Path:
+    p = _package_file("face_recognition_models", "models", "shape_predictor_68_face_landmarks.dat")
+    if not p.is_file():
+        raise UserError(f"{p}: dlib 68-point model missing (reinstall face-recognition-models)")
+    return p
+
+
+class DlibBackend:
+    """dlib HOG detector (``upsample`` times upsampled) + 68-point shape predictor."""
+
+    name = "dlib"
+
+    def __init__(self, upsample: int = 1, predictor_path: str | Path | None = None):
+        import dlib
+
+        self.upsample = upsample
+        self._detector = dlib.get_frontal_face_detector()
+        self._predictor = dlib.shape_predictor(str(predictor_path or dlib_predictor_path()))
+        self._rect = dlib.rectangle
+
+    def detect(self, frame: np.ndarray) -> list[Box]:
+        frame = _check_frame(frame)
+        rects, scores, _ = self._detector.run(frame, self.upsample, 0.0)
+        order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+        return [(float(rects[i].left()), float(rects[i].top()), float(rects[i].right()),
+                 float(rects[i].bottom())) for i in order]
+
+    def landmarks(self, frame: np.ndarray, box: Box) -> np.ndarray:
+        frame = _check_frame(frame)
+        r = self._rect(*(int(round(v)) for v in box))
+        shape = self._predictor(frame, r)
+        return np.array([(shape.part(i).x, shape.part(i).y) for i in range(N_LANDMARKS)], dtype=np.float32)
+
+
+class FanBackend:
+    """face_alignment's FAN 2D with its default S3FD detector (the original baseline's choice)."""
+
+    name = "fan"
+
+    def __init__(self, device: str = "cpu", flip_input: bool = False):
+        try:
+            import face_alignment
+        except ImportError:
+            raise UserError("landmark backend 'fan' needs the optional package face-alignment "
+                            "(pip install face-alignment; it downloads FAN weights on first use); "
+                            "or use --backend dlib") from None
+        lt = getattr(face_alignment.LandmarksType, "TWO_D", None) or getattr(face_alignment.LandmarksType, "_2D")
+        self._fa = face_alignment.FaceAlignment(lt, device=str(device), flip_input=flip_input)
+
+    def detect(self, frame: np.ndarray) -> list[Box]:
+        frame = _check_frame(frame)
+        dets = self._fa.face_detector.detect_from_image(frame.copy()) or []
+        return [tuple(float(v) for v in d[:4]) for d in dets]
+
+    def landmarks(self, frame: np.ndarray, box: Box) -> np.ndarray:
+        frame = _check_frame(frame)
+        out = self._fa.get_landmarks_from_image(frame, detected_faces=[list(box)])
+        return np.asarray(out[0], dtype=np.float32)[:, :2]
+
+
+def _check_frame(frame: np.ndarray) -> np.ndarray:
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"expected an RGB uint8 (H, W, 3) frame, got {frame.dtype} {frame.shape}")
+    return np.ascontiguousarray(frame)
+
+
+BACKENDS = ("dlib", "fan")
+
+
+def get_backend(name: str = "dlib", device: str = "cpu") -> FaceBackend:
+    """A landmark backend by name."""
+    if name == "dlib":
+        return DlibBackend()
+    if name == "fan":
+        return FanBackend(device=device)
+    raise UserError(f"unknown landmark backend {name!r} (choose from {', '.join(BACKENDS)})")
+
+
+def _single_frames(frames: Iterable[np.ndarray]) -> Iterable[np.ndarray]:
+    for f in frames:
+        if f.ndim == 4:
+            yield from f
+        else:
+            yield f
+
+
+def track_landmarks(frames: Iterable[np.ndarray], backend: FaceBackend, detect_every: int = 1,
+                    return_found: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """(N, 68, 2) landmarks of the first (best) face of each frame, as upstream extract_kp_videos:
+    a frame without a face gets the previous frame's landmarks, or -1 rows before the first face.
+
+    ``frames`` yields (H, W, 3) frames or (B, H, W, 3) batches (as ``media.iter_frames``).
+    ``detect_every`` > 1 runs the detector on every n-th frame only and reuses its box in
+    between (landmarks are still fitted on every frame). ``return_found`` adds an (N,) bool mask
+    of the frames where a face was actually found.
+    """
+    if detect_every < 1:
+        raise ValueError("detect_every must be >= 1")
+    out: list[np.ndarray] = []
+    found: list[bool] = []
+    prev: np.ndarray | None = None
+    box: Box | None = None
+    for i, frame in enumerate(_single_frames(frames)):
+        if box is None or i % detect_every == 0:
+            boxes = backend.detect(frame)
+            box = boxes[0] if boxes else None
+        if box is None:
+            lm = prev if prev is not None else np.full((N_LANDMARKS, 2), -1.0, np.float32)
+            found.append(False)
+        else:
+            lm = backend.landmarks(frame, box)
+            prev = lm
+            found.append(True)
+        out.append(lm)
+    lms = np.stack(out).astype(np.float32) if out else np.zeros((0, N_LANDMARKS, 2), np.float32)
+    return (lms, np.array(found, dtype=bool)) if return_found else lms
+
+
+def mouth_opening(lm: np.ndarray) -> np.ndarray:
+    """Inner-lip gap (points 62-66) over the inter-ocular distance (36-45), per frame: (N,)."""
+    lm = np.asarray(lm, dtype=np.float64).reshape(-1, N_LANDMARKS, 2)
+    gap = np.linalg.norm(lm[:, 66] - lm[:, 62], axis=-1)
+    iod = np.linalg.norm(lm[:, 45] - lm[:, 36], axis=-1)
+    return gap / np.maximum(iod, 1e-6)
