@@ -158,3 +158,43 @@ def validate(root: str | os.PathLike, index_csv: str | os.PathLike | None = None
         except (UserError, MediaError) as e:
             problems.append(str(e))
     return problems
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+    import logging
+
+    from common.io import setup_logging
+
+    ap = argparse.ArgumentParser(
+        prog="python -m common.dataset",
+        description="Check a ViCo challenge-layout dataset: files present, equal speaker/listener "
+                    "frame counts, audio not much shorter than the video.",
+        epilog="example:\n  python -m common.dataset validate data/vico --index data/vico/train.csv",
+        formatter_class=type("F", (argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter), {}))
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    v = sub.add_parser("validate", help="check a dataset root")
+    v.add_argument("root", type=Path, help="dataset root (videos/, audios/, *.csv)")
+    v.add_argument("--index", type=Path, action="append", default=None,
+                   help="index csv(s) to check (default: every *.csv in root)")
+    v.add_argument("--max_audio_shortfall", type=float, default=0.5, help="seconds the audio may lack")
+    args = ap.parse_args(argv)
+    setup_logging()
+    indexes = args.index or sorted(args.root.glob("*.csv"))
+    if not indexes:
+        raise UserError(f"{args.root}: no index csv found (expected train.csv/test.csv)")
+    problems: list[str] = []
+    n = 0
+    for idx in indexes:
+        n += len(read_index(idx))
+        problems += validate(args.root, idx, args.max_audio_shortfall)
+    for p in problems:
+        logging.getLogger(__name__).error("%s", p)
+    logging.getLogger(__name__).info("%s: %d clips checked, %d problem(s)", args.root, n, len(problems))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    from common.io import run_cli
+
+    run_cli(main)

@@ -36,6 +36,9 @@ class FaceBackend(Protocol):
     def landmarks(self, frame: np.ndarray, box: Box) -> np.ndarray:
         """(68, 2) float32 landmarks of the face in ``box``."""
 
+    def detect_batch(self, frames: np.ndarray) -> list[list[Box]]:
+        """Faces in each frame of a (B, H, W, 3) batch."""
+
 
 def _package_file(package: str, *parts: str) -> Path:
     """A data file inside an installed package, found without importing it (face_recognition_models
@@ -73,6 +76,9 @@ class DlibBackend:
         return [(float(rects[i].left()), float(rects[i].top()), float(rects[i].right()),
                  float(rects[i].bottom())) for i in order]
 
+    def detect_batch(self, frames: np.ndarray) -> list[list[Box]]:
+        return [self.detect(f) for f in frames]
+
     def landmarks(self, frame: np.ndarray, box: Box) -> np.ndarray:
         frame = _check_frame(frame)
         r = self._rect(*(int(round(v)) for v in box))
@@ -99,6 +105,13 @@ class FanBackend:
         frame = _check_frame(frame)
         dets = self._fa.face_detector.detect_from_image(frame.copy()) or []
         return [tuple(float(v) for v in d[:4]) for d in dets]
+
+    def detect_batch(self, frames: np.ndarray) -> list[list[Box]]:
+        import torch
+
+        batch = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+        dets = self._fa.face_detector.detect_from_batch(batch)
+        return [[tuple(float(v) for v in d[:4]) for d in per] for per in dets]
 
     def landmarks(self, frame: np.ndarray, box: Box) -> np.ndarray:
         frame = _check_frame(frame)

@@ -31,6 +31,8 @@ def test_tracking_fallback_as_upstream(backend, face256):
     blank = np.zeros_like(face256)
     lm, found = faces.track_landmarks([blank, face256, blank, face256[None]], backend, return_found=True)
     assert found.tolist() == [False, True, False, True]
+    boxes = backend.detect_batch(np.stack([blank, face256]))
+    assert boxes[0] == [] and boxes[1][0] == backend.detect(face256)[0]
     assert (lm[0] == -1).all()                    # no face yet: -1 rows
     np.testing.assert_array_equal(lm[2], lm[1])   # no face: previous frame's landmarks
 

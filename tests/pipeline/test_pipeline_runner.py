@@ -1,0 +1,34 @@
+import json
+
+import pytest
+
+from pipeline.runner import Runner, Step, StepFailed
+from common.io import UserError
+
+
+def test_runs_in_order_skips_when_done_and_reports_failures(tmp_path):
+    good = tmp_path / "in.json"
+    good.write_text('{"a": 1}')
+    steps = [Step("one", "json.tool", [good, tmp_path / "one.json"]),
+             Step("two", "json.tool", [tmp_path / "one.json", tmp_path / "two.json"]),
+             Step("bad", "json.tool", [tmp_path / "missing.json"])]
+    r = Runner(tmp_path / "run", steps)
+    with pytest.raises(StepFailed) as e:
+        r.run(r.steps)
+    msg = str(e.value)
+    assert "step 'bad' failed" in msg and str(tmp_path / "run" / "logs" / "bad.log") in msg
+    assert "missing.json" in msg  # the log's last lines are quoted
+    assert json.loads((tmp_path / "two.json").read_text()) == {"a": 1}
+    (tmp_path / "two.json").unlink()
+    res = r.run(r.select(only=["one", "two"]))
+    assert [x["status"] for x in res] == ["skipped", "skipped"]  # resumed: nothing redone
+    assert not (tmp_path / "two.json").exists()
+    res = r.run(r.select(only=["two"]), force=True)
+    assert res[0]["status"] == "done" and (tmp_path / "two.json").exists()
+
+
+def test_select_errors(tmp_path):
+    r = Runner(tmp_path, [Step("a", "json.tool", []), Step("b", "json.tool", [])])
+    assert [s.name for s in r.select(start="b")] == ["b"]
+    with pytest.raises(UserError, match="unknown step 'c'"):
+        r.select(start="c")
