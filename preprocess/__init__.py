@@ -1,0 +1,1 @@
+"""Preprocess stage: dataset conversion, audio features, coefficient re-split, statistics."""

@@ -1,0 +1,1 @@
+"""Audio feature extraction (Kaldi-compatible MFCC and the 45-d ViCo features)."""
