@@ -161,19 +161,18 @@ def validate(root: str | os.PathLike, index_csv: str | os.PathLike | None = None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import argparse
     import logging
 
     from common.io import setup_logging
 
-    ap = argparse.ArgumentParser(
-        prog="python -m common.dataset",
-        description="Check a ViCo challenge-layout dataset: files present, equal speaker/listener "
-                    "frame counts, audio not much shorter than the video.",
-        epilog="example:\n  python -m common.dataset validate data/vico --index data/vico/train.csv",
-        formatter_class=type("F", (argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter), {}))
+    from common.cli import HelpFormatter, parser
+
+    ap = parser("common.dataset",
+                "Check a ViCo challenge-layout dataset: files present, equal speaker/listener "
+                "frame counts, audio not much shorter than the video.",
+                "example:\n  python -m common.dataset validate data/vico --index data/vico/train.csv")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    v = sub.add_parser("validate", help="check a dataset root")
+    v = sub.add_parser("validate", help="check a dataset root", formatter_class=HelpFormatter)
     v.add_argument("root", type=Path, help="dataset root (videos/, audios/, *.csv)")
     v.add_argument("--index", type=Path, action="append", default=None,
                    help="index csv(s) to check (default: every *.csv in root)")

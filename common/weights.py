@@ -36,6 +36,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import torch
 
+from common import cli
 from common.io import UserError, atomic_path, run_cli, setup_logging, write_json_atomic
 
 logger = logging.getLogger("common.weights")
@@ -643,10 +644,6 @@ smoke-test file. --force remakes existing smoke-test files.
 """
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
-
-
 def _status(spec: WeightSpec, root: Path) -> tuple[str, str]:
     path = spec.default_file(root)
     if path is None:
@@ -657,18 +654,15 @@ def _status(spec: WeightSpec, root: Path) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m common.weights",
-        description="List the pretrained weight files and make smoke-test stand-ins.",
-        epilog=EPILOG, formatter_class=_Formatter)
+    parser = cli.parser("common.weights", "List the pretrained weight files and make smoke-test stand-ins.", EPILOG)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     p_list = sub.add_parser("list", help="table of weight files: name, path, status",
-                            formatter_class=_Formatter, epilog=EPILOG)
+                            formatter_class=cli.HelpFormatter, epilog=EPILOG)
     p_list.add_argument("--dir", type=Path, default=weights_dir(),
                         help=f"weights directory (${WEIGHTS_DIR_ENV} or <repo>/weights)")
     p_make = sub.add_parser("make-smoke", help="write smoke-test weights files",
-                            formatter_class=_Formatter, epilog=EPILOG)
+                            formatter_class=cli.HelpFormatter, epilog=EPILOG)
     p_make.add_argument("names", nargs="*", metavar="NAME", default=[],
                         help=f"registry names: {', '.join(n for n, s in REGISTRY.items() if s.manifest)}")
     p_make.add_argument("--all", action="store_true", help="every name that has a manifest")

@@ -4,12 +4,12 @@ Re-running resumes: finished steps are skipped (``--force`` re-runs them).
 """
 from __future__ import annotations
 
-import argparse
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from common.cli import parser
 from common.io import config_to_dict, run_cli, setup_logging, write_json_atomic
 from pipeline.runner import Runner, Step, StepFailed
 
@@ -46,9 +46,7 @@ def build_steps(cfg: DemoConfig) -> list[Step]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m pipeline.demo", description=__doc__, epilog=EXAMPLES,
-        formatter_class=type("F", (argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter), {}))
+    ap = parser("pipeline.demo", __doc__, EXAMPLES)
     ap.add_argument("--out", type=Path, default=DemoConfig.out, help="run folder")
     ap.add_argument("--pairs", type=int, default=DemoConfig.pairs, help="speaker/listener pairs to synthesise")
     ap.add_argument("--frames", type=int, default=DemoConfig.frames, help="frames per video (30 fps)")

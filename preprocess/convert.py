@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from common.dataset import FULL_COLUMNS, Clip, audio_path, read_csv_rows, video_path, write_index
 from common.io import RunReport, UserError, atomic_path, run_cli, setup_logging
-from preprocess.cli import parser
+from common.cli import parser
 
 log = logging.getLogger("preprocess.convert")
 

@@ -23,7 +23,7 @@ from common.io import RunReport, UserError, atomic_path, is_complete, run_cli, s
 from common.media import MediaError, load_audio, probe_video
 from preprocess.audio.features import (DEFAULT_FPS, DEFAULT_SAMPLE_RATE, FEATURE_SETS, extract,
                                        feature_dim, samples_per_frame)
-from preprocess.cli import parser
+from common.cli import parser
 from common.artifacts import read_feature_set, recon_frame_count, write_feature_set
 
 log = logging.getLogger("preprocess.extract_audio_features")

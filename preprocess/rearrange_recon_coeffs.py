@@ -19,7 +19,7 @@ from tqdm import tqdm
 from common.coeffs import recon_to_vico
 from common.dataset import find_files
 from common.io import RunReport, UserError, is_complete, run_cli, setup_logging
-from preprocess.cli import parser
+from common.cli import parser
 from common.artifacts import load_recon_mat, save_video_feats
 
 log = logging.getLogger("preprocess.rearrange_recon_coeffs")

@@ -26,7 +26,7 @@ from common.coeffs import DYN_KEY, FIXED_KEY, VICO_DYN, VICO_FIXED
 from common.dataset import ROLES, clip_name, read_index
 from common.io import RunReport, UserError, run_cli, setup_logging
 from preprocess.audio.features import feature_dim
-from preprocess.cli import parser
+from common.cli import parser
 from common.artifacts import (AUDIO_STATS_FILE, VIDEO_STATS_FILE, load_audio_feats, load_video_feats,
                                 read_feature_set, save_audio_stats, save_video_stats)
 from preprocess.stats import DEFAULT_MIN_STD, Moments, guard_std

@@ -1,10 +1,10 @@
 """python -m common.synthetic: write a small synthetic ViCo dataset (see --help)."""
 from __future__ import annotations
 
-import argparse
 import logging
 from typing import Sequence
 
+from common.cli import parser
 from common.io import run_cli, setup_logging
 from common.synthetic.config import LAYOUTS, SyntheticConfig
 
@@ -28,12 +28,9 @@ examples:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> SyntheticConfig:
-    ap = argparse.ArgumentParser(
-        prog="python -m common.synthetic",
-        description="Write a deterministic synthetic ViCo dataset: two real face photos animated with "
-                    "known head motion, blinks and a mouth that follows a synthetic speech signal.",
-        epilog=EPILOG,
-        formatter_class=type("Fmt", (argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter), {}))
+    ap = parser("common.synthetic",
+                "Write a deterministic synthetic ViCo dataset: two real face photos animated with "
+                "known head motion, blinks and a mouth that follows a synthetic speech signal.", EPILOG)
     ap.add_argument("--out", required=True, help="output folder (created; existing complete pairs are kept)")
     ap.add_argument("--pairs", type=int, default=2, help="number of speaker/listener pairs")
     ap.add_argument("--frames", type=int, default=90, help="frames per video")

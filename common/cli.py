@@ -1,4 +1,4 @@
-"""Small argparse helpers shared by this stage's scripts."""
+"""argparse helpers shared by every command line: defaults shown, examples kept as written."""
 from __future__ import annotations
 
 import argparse
