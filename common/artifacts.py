@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -90,20 +91,24 @@ def save_video_feats(path: str | os.PathLike, dyn: np.ndarray, fixed: np.ndarray
                     DYN_KEY: np.ascontiguousarray(dyn, dtype=np.float32)}, tmp)
 
 
-def _torch_load(p: Path) -> Any:
+def load_torch_file(p: str | os.PathLike) -> Any:
+    """torch.load with weights_only=True, numpy arrays allowed (the original feature formats
+    pickle numpy arrays inside torch.save); UserError naming the file when it cannot be read."""
+    p = Path(p)
     try:
         with torch.serialization.safe_globals(_NUMPY_SAFE):
             return torch.load(p, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise UserError(f"{p}: file not found") from None
     except Exception as e:
-        raise UserError(f"{p}: cannot load ({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
+        why = "not a torch.save file of arrays" if isinstance(e, pickle.UnpicklingError) else " ".join(str(e).split())[:160]
+        raise UserError(f"{p}: cannot read ({type(e).__name__}: {why})") from None
 
 
 def load_video_feats(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read a ``video_feats/<name>.bin`` -> {'angle.exp.trans': (N,73), 'id.gamma.tex': (N,187)}."""
     p = Path(path)
-    d = _torch_load(p)
+    d = load_torch_file(p)
     if not isinstance(d, dict) or DYN_KEY not in d or FIXED_KEY not in d:
         raise UserError(f"{p}: expected a dict with keys '{DYN_KEY}' and '{FIXED_KEY}'")
     out = {k: np.asarray(d[k], dtype=np.float32) for k in (DYN_KEY, FIXED_KEY)}
@@ -111,8 +116,13 @@ def load_video_feats(path: str | os.PathLike) -> dict[str, np.ndarray]:
         a = out[key]
         if a.ndim != 2 or a.shape[1] != layout.dim:
             raise UserError(f"{p}: '{key}' has shape {a.shape}, expected (N, {layout.dim})")
+        if a.shape[0] == 0:
+            raise UserError(f"{p}: '{key}' has no frames")
+        if not np.isfinite(a).all():
+            raise UserError(f"{p}: '{key}' contains NaN or inf")
     if out[DYN_KEY].shape[0] != out[FIXED_KEY].shape[0]:
-        raise UserError(f"{p}: '{DYN_KEY}' and '{FIXED_KEY}' have different frame counts")
+        raise UserError(f"{p}: '{DYN_KEY}' has {out[DYN_KEY].shape[0]} frames but '{FIXED_KEY}' has "
+                        f"{out[FIXED_KEY].shape[0]}")
     return out
 
 

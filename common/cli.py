@@ -5,7 +5,14 @@ import argparse
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Show defaults and keep the description/epilog layout as written."""
+    """Show defaults (not for required options, None/False defaults or helps that state their
+    own) and keep the description/epilog layout as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        h = action.help or ""
+        if action.required or action.default is None or action.default is False or "default" in h:
+            return h
+        return super()._get_help_string(action)
 
 
 def parser(prog: str, doc: str, epilog: str) -> argparse.ArgumentParser:

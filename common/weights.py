@@ -319,8 +319,8 @@ REGISTRY: dict[str, WeightSpec] = {
             default_path="vico/listener/Epoch_500.bin",
             description="ViCo listening-head generator (trained by you)",
             source=("your own training run: python -m vico.train --task listener writes "
-                    "checkpoints/Epoch_NNN.bin (the ViCo baseline publishes no weights)"),
-            flag="--checkpoint",
+                    "checkpoints/epoch_NNN.pt; an original Epoch_NNN.bin also loads (the ViCo baseline publishes no weights)"),
+            flag="--resume",
             strip_prefix="module.",
             manifest="vico_listener_generator",
             used_by="vico.eval --task listener",
@@ -332,8 +332,8 @@ REGISTRY: dict[str, WeightSpec] = {
             default_path="vico/speaker/Epoch_500.bin",
             description="ViCo talking-head (speaker) generator (trained by you)",
             source=("your own training run: python -m vico.train --task speaker writes "
-                    "checkpoints/Epoch_NNN.bin (the ViCo baseline publishes no weights)"),
-            flag="--checkpoint",
+                    "checkpoints/epoch_NNN.pt; an original Epoch_NNN.bin also loads (the ViCo baseline publishes no weights)"),
+            flag="--resume",
             strip_prefix="module.",
             manifest="vico_speaker_generator",
             used_by="vico.eval --task speaker",

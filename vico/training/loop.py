@@ -1,0 +1,246 @@
+"""The training loop: one code path for plain python (1 process) and torchrun (DDP).
+
+Exactness across process counts: the sampler's global batches do not depend on the world size,
+the model is initialised from ``seed`` before per-rank seeding, and each step's loss is the
+per-term sum over the global batch divided by the global row count (all-reduced), scaled by the
+world size so that DDP's gradient average equals the single-process gradient.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from common.dataset import read_index
+from common.dist import all_reduce_sum, barrier, cleanup, gather_objects, init_dist
+from common.io import RunReport, UserError, write_text_atomic
+from common.weights import load_state_dict_strict
+
+from ..data import GlobalBatchSampler, WindowDataset, check_feature_set, collate, load_clip, load_stats
+from ..losses import DEFAULT_WEIGHTS, MEANS, TERM_NAMES, loss_terms
+from ..models import build_model, config_from_dict, resolve_config
+from .checkpoint import read_checkpoint, resolve_resume, rng_state, save_checkpoint, set_rng_state
+
+log = logging.getLogger(__name__)
+LOG_FILE = "log.jsonl"
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on (saved in run.json and in every checkpoint)."""
+    task: str
+    data: str
+    output_path: str
+    features: str | None = None      # default: DATA/features
+    split_csv: str = "train.csv"     # relative to DATA unless absolute
+    config: str | None = None        # registry name or YAML; default baseline_<task>
+    time_size: int = 90
+    batch_size: int = 4              # per process
+    lr: float = 0.002
+    weight_decay: float = 0.05
+    lr_step: int = 30
+    lr_gamma: float = 0.5
+    max_epochs: int = 500
+    seed: int = 42
+    loss_mean: str = "frames"        # 'padded' = the original mean over padding too
+    workers: int = 0
+    device: str = "auto"
+    resume: str | None = None        # checkpoint, run/checkpoints folder, or 'auto'
+    save_every: int = 1
+
+
+def features_dir(data: str, features: str | None) -> Path:
+    return Path(features) if features else Path(data) / "features"
+
+
+def split_path(data: str, split_csv: str) -> Path:
+    p = Path(split_csv)
+    return p if p.is_absolute() or p.exists() else Path(data) / p
+
+
+def load_split(data: str, features: str | None, split_csv: str, audio_dim: int, report: RunReport,
+               feature_set: str | None = None):
+    """Load every clip of a split csv; per-clip problems go to ``report`` and are skipped."""
+    fdir = features_dir(data, features)
+    if not fdir.is_dir():
+        raise UserError(f"{fdir}: features folder not found (run the preprocess stage, or pass --features)")
+    recorded = check_feature_set(fdir, audio_dim, feature_set)
+    stats = load_stats(fdir, audio_dim)
+    clips = []
+    index = read_index(split_path(data, split_csv))
+    for c in tqdm(index, desc="loading features", disable=len(index) < 50, leave=False):
+        try:
+            clips.append(load_clip(fdir, c.uuid, stats, audio_dim))
+            report.ok(c.uuid)
+        except UserError as e:
+            report.fail(c.uuid, e)
+    return clips, stats, recorded
+
+
+def _read_log(path: Path, upto: int) -> list[str]:
+    if not path.is_file():
+        return []
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["epoch"] <= upto:
+                keep.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    return keep
+
+
+def train_step(net: torch.nn.Module, opt: torch.optim.Optimizer, batch: dict, info, mean: str
+               ) -> tuple[float, torch.Tensor, int]:
+    """One optimizer step on this rank's share of a global batch.
+
+    Returns (global TOTAL_LOSS, global term means (8,) float64, real samples in the global batch).
+    The backward loss is this rank's term sums over the *global* row counts, times the world
+    size: DDP's gradient average then equals the gradient of the global-batch loss.
+    """
+    audio, driven, init, target = (batch[k].to(info.device, non_blocking=True)
+                                   for k in ("audio", "driven", "init", "target"))
+    lengths = batch["lengths"]  # (B,) on CPU
+    pred = net(audio, driven, init, lengths)  # (B, Tmax, 73)
+    terms = loss_terms(pred, target, lengths, mean, batch["weights"])
+    local = torch.stack([terms.sums[k].detach().double().cpu() for k in TERM_NAMES])
+    counts = torch.tensor([terms.count, terms.count_spiky, float(batch["weights"].sum())], dtype=torch.float64)
+    vec = all_reduce_sum(torch.cat([local, counts]), info)
+    gsum, gc, gcs, gb = vec[:-3], max(float(vec[-3]), 1.0), max(float(vec[-2]), 1.0), round(float(vec[-1]))
+    denom = {k: gcs if k.endswith("_spiky") else gc for k in TERM_NAMES}
+    loss = sum(DEFAULT_WEIGHTS[k] * terms.sums[k] / denom[k] for k in TERM_NAMES) * info.world_size
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    means = gsum / torch.tensor([denom[k] for k in TERM_NAMES], dtype=torch.float64)
+    total = float(sum(DEFAULT_WEIGHTS[k] * float(m) for k, m in zip(TERM_NAMES, means)))
+    return total, means, gb
+
+
+def train(cfg: TrainConfig) -> int:
+    """Run (or resume) training; returns the exit code (1 when some clips could not be loaded)."""
+    if cfg.loss_mean not in MEANS:
+        raise UserError(f"--loss_mean must be one of {MEANS}")
+    if cfg.batch_size < 1 or cfg.time_size < 2 or cfg.max_epochs < 1:
+        raise UserError("--batch_size and --max_epochs must be >= 1 and --time_size >= 2")
+    info = init_dist(None if cfg.device == "auto" else cfg.device)
+    try:
+        return _train(cfg, info)
+    finally:
+        cleanup(info)
+
+
+def _train(cfg: TrainConfig, info) -> int:
+    out = Path(cfg.output_path)
+    ckpt_dir = out / "checkpoints"
+    ckpt_path = resolve_resume(cfg.resume, ckpt_dir)
+    ck = read_checkpoint(ckpt_path) if ckpt_path else None
+    if ck is not None:
+        if "optimizer" not in ck or "config" not in ck:
+            raise UserError(f"{ckpt_path}: not a resumable vico checkpoint (no optimizer/config state); "
+                            "original Epoch_NNN.bin files hold weights only")
+        model_cfg = config_from_dict(ck["config"], source=str(ckpt_path))
+        if cfg.config is not None and resolve_config(cfg.config, cfg.task) != model_cfg:
+            raise UserError(f"{ckpt_path}: its model config differs from --config {cfg.config}")
+        if model_cfg.family != cfg.task:
+            raise UserError(f"{ckpt_path}: holds a {model_cfg.family} model but --task is {cfg.task}")
+    else:
+        model_cfg = resolve_config(cfg.config, cfg.task)
+
+    report = RunReport("vico.train", {"train": cfg, "model": model_cfg, "world_size": info.world_size}, out)
+    clips, _, feature_set = load_split(cfg.data, cfg.features, cfg.split_csv, model_cfg.audio_dim, report,
+                                       model_cfg.audio_feature_set)
+    if not clips:
+        raise UserError(f"{split_path(cfg.data, cfg.split_csv)}: no clip could be loaded "
+                        f"({len(report.failures)} failed, see messages above)")
+    if model_cfg.audio_feature_set is None and feature_set is not None:
+        model_cfg = dataclasses.replace(model_cfg, audio_feature_set=feature_set)  # recorded for eval's check
+        report.config["model"] = dataclasses.asdict(model_cfg)
+
+    ds = WindowDataset(clips, cfg.task, cfg.time_size)
+    sampler = GlobalBatchSampler(len(ds), cfg.batch_size, info.rank, info.world_size, seed=cfg.seed)
+    loader = DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.workers,
+                        pin_memory=info.device.type == "cuda")
+
+    torch.manual_seed(cfg.seed)  # the same initial weights for any world size
+    model = build_model(model_cfg).to(info.device)
+    seed = cfg.seed * info.world_size + info.rank
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+    if info.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
+    start = 0
+    if ck is not None:
+        load_state_dict_strict(model, ck["model"], ckpt_path)
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        start = int(ck["epoch"])
+        rng = ck.get("rng") or []
+        if len(rng) == info.world_size:
+            set_rng_state(rng[info.rank])
+        else:
+            log.warning("%s was written by %d process(es), now %d: RNG streams restart from the seed",
+                        ckpt_path, len(rng), info.world_size)
+        log.info("resumed from %s (epoch %d)", ckpt_path, start)
+    net = DDP(model, device_ids=[info.device] if info.device.type == "cuda" else None) if info.distributed else model
+
+    n_params = sum(p.numel() for p in model.parameters())
+    log_path = out / LOG_FILE
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        lines = _read_log(log_path, start)
+        write_text_atomic(log_path, "".join(line + "\n" for line in lines))
+        report.config.update({"n_parameters": n_params, "n_clips": len(clips), "n_windows": len(ds),
+                              "resumed_from": str(ckpt_path) if ckpt_path else None})
+        report.write()
+        log.info("%s model (%s params), %d clips, %d windows, %d step(s)/epoch x %d process(es), epochs %d..%d",
+                 cfg.task, f"{n_params:,}", len(clips), len(ds), len(sampler), info.world_size, start + 1,
+                 cfg.max_epochs)
+    if start >= cfg.max_epochs:
+        log.info("checkpoint is at epoch %d >= --max_epochs %d: nothing to do", start, cfg.max_epochs)
+
+    for epoch in range(start, cfg.max_epochs):
+        t0 = time.time()
+        sampler.set_epoch(epoch)
+        net.train()
+        lr = opt.param_groups[0]["lr"]
+        sums = torch.zeros(len(TERM_NAMES) + 1, dtype=torch.float64)
+        steps = samples = 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.max_epochs}", disable=not info.is_main, leave=False)
+        for batch in bar:
+            total, means, gb = train_step(net, opt, batch, info, cfg.loss_mean)
+            sums += torch.cat([torch.tensor([total], dtype=torch.float64), means])
+            steps += 1
+            samples += gb
+            if info.is_main:
+                bar.set_postfix(loss=f"{total:.4f}")
+        sched.step()  # after the epoch's optimizer steps (the original stepped first: one epoch early)
+        rngs = gather_objects(rng_state(), info)
+        avg = (sums / max(steps, 1)).tolist()
+        if info.is_main:
+            rec = {"epoch": epoch + 1, "loss": avg[0], **{k: v for k, v in zip(TERM_NAMES, avg[1:])},
+                   "lr": lr, "steps": steps, "samples": samples, "seconds": round(time.time() - t0, 3)}
+            with log_path.open("a") as f:
+                f.write(json.dumps(rec) + "\n")
+            log.info("epoch %d: loss %.6f (lr %.3g, %d samples, %.1f s)", epoch + 1, avg[0], lr, samples,
+                     rec["seconds"])
+            if (epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.max_epochs:
+                save_checkpoint(out / "checkpoints", epoch + 1, model, opt, sched, rngs, model_cfg,
+                                dataclasses.asdict(cfg), info.world_size)
+        barrier(info)
+    if info.is_main:
+        report.write()
+    return report.exit_code()
