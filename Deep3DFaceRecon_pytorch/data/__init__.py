@@ -1,0 +1,1 @@
+"""Data handling of the Deep3DFaceRecon stage: alignment, keypoint files, streaming batches."""
