@@ -18,6 +18,7 @@ from typing import Sequence
 
 from tqdm import tqdm
 
+from common.cli import HelpFormatter
 from common import dist
 from common.faces import BACKENDS, get_backend, track_landmarks
 from common.io import RunReport, UserError, config_to_dict, is_complete, run_cli, setup_logging
@@ -61,13 +62,9 @@ failures are listed in output_dir/run.json and make the exit status 1.
 """
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m Deep3DFaceRecon_pytorch.extract_kp_videos",
-                                description=__doc__, epilog=EPILOG, formatter_class=_Formatter)
+                                description=__doc__, epilog=EPILOG, formatter_class=HelpFormatter)
     p.add_argument("--input_dir", required=True, help="folder of videos/images (searched recursively)")
     p.add_argument("--output_dir", required=True, help="where the .txt files and run.json go")
     p.add_argument("--backend", default=KeypointConfig.backend, choices=BACKENDS,

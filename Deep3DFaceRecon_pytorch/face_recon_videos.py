@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import scipy.io
 import torch
 from tqdm import tqdm
 
+from common.artifacts import save_recon_mat
+from common.cli import HelpFormatter
 from common import dist
-from common.io import RunReport, UserError, atomic_path, config_to_dict, is_complete, run_cli, setup_logging
+from common.io import RunReport, UserError, config_to_dict, is_complete, run_cli, setup_logging
 from common.weights import load_checkpoint, load_state_dict_strict, resolve_weights
 
 from .data import align
@@ -69,13 +70,9 @@ output_dir/run.json and make the exit status 1.
 """
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m Deep3DFaceRecon_pytorch.face_recon_videos",
-                                description=__doc__, epilog=EPILOG, formatter_class=_Formatter)
+                                description=__doc__, epilog=EPILOG, formatter_class=HelpFormatter)
     p.add_argument("--input_dir", required=True, help="folder of videos/images (searched recursively)")
     p.add_argument("--keypoint_dir", required=True, help="folder of the landmark .txt files (extract_kp_videos)")
     p.add_argument("--output_dir", required=True, help="where the .mat files and run.json go")
@@ -106,13 +103,6 @@ def make_jobs(cfg: ReconConfig) -> list[VideoJob]:
                              keypoints=kp_root / rel.with_suffix(".txt"),
                              output=out_root / rel.with_suffix(".mat")))
     return jobs
-
-
-def save_mat(path: Path, coeff: np.ndarray, trans: np.ndarray) -> None:
-    """Write the upstream .mat: coeff (N,257) float32, transform_params (N,5) float32."""
-    assert coeff.ndim == 2 and coeff.shape[1] == COEFF_DIM and trans.shape == (len(coeff), 5)
-    with atomic_path(path) as tmp:
-        scipy.io.savemat(tmp, {"coeff": coeff.astype(np.float32), "transform_params": trans.astype(np.float32)})
 
 
 def load_model(checkpoint: str | None, device: torch.device) -> ReconNet:
@@ -152,7 +142,7 @@ class _Collector:
                 raise RuntimeError("frames out of order")  # cannot happen: batches are in order
             if not np.isfinite(coeff).all():
                 raise UserError(f"{job.video}: network output has NaN/inf")
-            save_mat(job.output, coeff, trans)
+            save_recon_mat(job.output, coeff, trans)
         except (UserError, OSError, RuntimeError) as e:
             self.report.fail(job.name, e)
             return

@@ -55,8 +55,8 @@ def main(argv=None) -> int:
         last = lines[-1] if lines and p.returncode == 0 else f"FAILED (exit {p.returncode}): {(p.stderr.strip().splitlines() or [''])[-1]}"
         print(f"{m}: {last}", flush=True)
         rows.append((m, last, round(time.time() - t0, 1)))
-    text = [f"# Benchmark results", "", f"- date: {datetime.date.today().isoformat()}",
-            f"- machine: {machine()}", f"- command: `make bench`", "",
+    text = ["# Benchmark results", "", f"- date: {datetime.date.today().isoformat()}",
+            f"- machine: {machine()}", "- command: `make bench`", "",
             "| benchmark | result (last line) | seconds |", "|---|---|---|"]
     text += [f"| `{m}` | {last} | {s} |" for m, last, s in rows]
     args.out.write_text("\n".join(text) + "\n")

@@ -1,7 +1,6 @@
 """Run a list of stage commands as subprocesses, with logs, resume and a clear failure message."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 import subprocess

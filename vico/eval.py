@@ -14,13 +14,16 @@ from typing import Sequence
 
 from tqdm import tqdm
 
+from common.artifacts import save_recon_mat
 from common.dataset import clip_name, read_index
 from common.dist import all_reduce_sum, cleanup, gather_objects, init_dist, shard
 from common.io import RunReport, UserError, is_complete, run_cli, setup_logging
 
 from .data import check_feature_set, load_clip, load_stats
-from .inference import predict_batch, to_recon, write_recon_mat
-from .cli import CONFIG_METAVAR, HelpFormatter, config_arg
+from .inference import predict_batch, to_recon
+from common.cli import HelpFormatter
+
+from .cli import CONFIG_METAVAR, config_arg
 from .models import CONFIGS, TASKS, resolve_config
 from .training.checkpoint import load_model_for_eval, resolve_resume
 from .training.loop import features_dir, split_path
@@ -110,7 +113,7 @@ def _eval(args: argparse.Namespace, info) -> int:
             for clip, pred, out in zip(clips, preds, outs):
                 try:
                     coeff, tp = to_recon(pred, clip, args.task, stats)
-                    write_recon_mat(out, coeff, tp)
+                    save_recon_mat(out, coeff, tp)
                     report.ok(clip.uuid, [out])
                 except (UserError, OSError, ValueError) as e:
                     report.fail(clip.uuid, e)

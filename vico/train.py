@@ -8,7 +8,9 @@ from typing import Sequence
 from common.io import run_cli, setup_logging
 
 from .losses import MEANS
-from .cli import CONFIG_METAVAR, HelpFormatter, config_arg
+from common.cli import HelpFormatter
+
+from .cli import CONFIG_METAVAR, config_arg
 from .models import TASKS
 from .training.loop import TrainConfig, train
 

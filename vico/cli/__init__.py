@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import argparse
 
-from common.cli import HelpFormatter  # noqa: F401 - re-exported for the vico scripts
-
 from ..models import CONFIGS
 
 CONFIG_METAVAR = "{" + ",".join(CONFIGS) + "}|FILE.yaml"

@@ -20,7 +20,7 @@ import torch
 
 from common import artifacts
 from common.artifacts import FEATURE_SET_FILE
-from common.coeffs import DYN_KEY, FIXED_KEY, VICO_DYN, VICO_FIXED
+from common.coeffs import DYN_KEY, FIXED_KEY, VICO_DYN
 from common.dataset import clip_name
 from common.io import UserError
 

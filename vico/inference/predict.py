@@ -1,16 +1,13 @@
 """Predict full-length clips and write them as Deep3DFaceRecon-layout .mat files (spec 3.5)."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
-from scipy.io import savemat
 
 from common.coeffs import vico_to_recon
-from common.io import atomic_path
 
 from ..data.features import ClipFeatures, FeatureStats
 from ..data.windows import ROLES_OF_TASK, WindowDataset, collate
@@ -39,7 +36,3 @@ def to_recon(pred: np.ndarray, clip: ClipFeatures, task: str, stats: FeatureStat
     return coeff.astype(np.float32), tp.astype(np.float64)
 
 
-def write_recon_mat(path: Path, coeff: np.ndarray, transform_params: np.ndarray) -> None:
-    """Atomic ``savemat`` with the keys the renderer and the original read."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        savemat(f, {"coeff": coeff, "transform_params": transform_params})
