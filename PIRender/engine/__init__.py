@@ -1,0 +1,1 @@
+"""Checkpoint handling and batched rendering shared by the PIRender scripts."""

@@ -1,0 +1,1 @@
+"""The training recipe: typed config, LMDB training pairs, the FaceTrainer."""

@@ -1,0 +1,238 @@
+"""Every ViCo metric in one pass over the videos; per-video JSONL and aggregate results.json.
+
+Replaces the original's evaluations/compute_{base_metrics,cpbd,fid,lmd}.py,
+arcface_torch/compute_csim.py and lip_sync/compute_lipsync.py (one decode per video instead of
+one per metric; results saved, not printed). Metric definitions default to the original's.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from common.cli import HelpFormatter
+from common.dataset import read_csv_rows
+from common.dist import cleanup, gather_objects, init_dist, shard
+from common.io import RunReport, UserError, config_to_dict, run_cli, setup_logging, write_json_atomic, write_text_atomic
+from evaluation.lipsync.pipeline import LipSyncConfig
+from evaluation.metrics.engine import (DEFAULT_METRICS, GROUPS, OPT_IN, EvalSettings, Evaluator,
+                                       aggregate, parse_metrics)
+from evaluation.metrics.fid import METHODS, GaussianStats
+
+log = logging.getLogger("evaluation.evaluate")
+
+EPILOG = f"""\
+metrics (results.json keys; frame-weighted over all frames of all videos as the original, plus
+<metric>_video_mean = mean of per-video means):
+  default: {', '.join(DEFAULT_METRICS)}
+  opt-in : {', '.join(OPT_IN)}   groups: {', '.join(GROUPS)}
+A metric whose weights or inputs are missing is reported under "unavailable" with the reason
+(--strict makes that an error). Per-video failures go to run.json and give exit status 1.
+
+examples:
+  # all default metrics of the speaker task
+  python -m evaluation.evaluate --gt_video_folder data/gt --pd_video_folder out/pd \\
+      --anno_file data/test.csv --task speaker --gt_audio_folder data/audios \\
+      --gt_coeff_folder data/recons/test --pd_coeff_folder out/recon_coeffs/test \\
+      --weights_dir weights --output out/results.json
+  # only image metrics, listener task, score a shorter prediction on its first frames
+  python -m evaluation.evaluate --gt_video_folder data/gt --pd_video_folder out/pd \\
+      --anno_file data/test.csv --task listener --metrics psnr,ssim,cpbd,fid --truncate
+  # 4 processes, videos sharded, rank 0 writes the results
+  torchrun --nproc_per_node 4 -m evaluation.evaluate ... --output out/results.json
+"""
+
+
+@dataclass
+class EvaluateConfig:
+    gt_video_folder: str
+    pd_video_folder: str
+    anno_file: str
+    task: str = "speaker"
+    metrics: str = "default"
+    gt_audio_folder: str | None = None
+    gt_coeff_folder: str | None = None
+    pd_coeff_folder: str | None = None
+    weights_dir: str | None = None
+    inception_weights: str | None = None
+    arcface_weights: str | None = None
+    syncnet_weights: str | None = None
+    output: str = "results.json"
+    per_video: str | None = None
+    batch_size: int = 32
+    fid_method: str = "newton_schulz"
+    cache_dir: str | None = None
+    no_cache: bool = False
+    landmarks: str = "dlib"
+    min_track: int = 100
+    min_face_size: float = 100.0
+    truncate: bool = False
+    strict: bool = False
+    overwrite: bool = False
+    device: str = "cpu"
+    workers: int = 2
+    verbose: bool = False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m evaluation.evaluate", description=__doc__, epilog=EPILOG,
+                                formatter_class=HelpFormatter)
+    d = EvaluateConfig("", "", "")
+    p.add_argument("--gt_video_folder", required=True, help="ground-truth videos <uuid>.<task>.mp4")
+    p.add_argument("--pd_video_folder", required=True, help="predicted videos <uuid>.<task>.mp4")
+    p.add_argument("--anno_file", required=True, help="csv with a uuid column (test.csv)")
+    p.add_argument("--task", choices=("speaker", "listener"), default=d.task)
+    p.add_argument("--metrics", default=d.metrics, help="comma list of metrics/groups, 'default' or 'all'")
+    p.add_argument("--gt_audio_folder", default=None, help="<uuid>.wav, for lip sync")
+    p.add_argument("--gt_coeff_folder", default=None, help="GT <uuid>.<task>.mat (Deep3DFaceRecon coeff)")
+    p.add_argument("--pd_coeff_folder", default=None, help="predicted <uuid>.<task>.mat")
+    p.add_argument("--weights_dir", default=None, help="weights directory (default $VICO_WEIGHTS_DIR or weights/)")
+    p.add_argument("--inception_weights", default=None, help="pt_inception-2015-12-05-6726825d.pth")
+    p.add_argument("--arcface_weights", default=None, help="ms1mv3 r100 backbone.pth")
+    p.add_argument("--syncnet_weights", default=None, help="syncnet_v2.model")
+    p.add_argument("--output", default=d.output, help="aggregate results JSON")
+    p.add_argument("--per_video", default=None, help="per-video JSONL (default: <output stem>.videos.jsonl)")
+    p.add_argument("--batch_size", type=int, default=d.batch_size, help="frames per batch")
+    p.add_argument("--fid_method", choices=METHODS, default=d.fid_method,
+                   help="matrix sqrt: piq's Newton-Schulz (the original) or scipy sqrtm (pytorch-fid)")
+    p.add_argument("--cache_dir", default=None,
+                   help="cache of GT Inception features and GT landmarks (default: <output dir>/gt_cache)")
+    p.add_argument("--no_cache", action="store_true", help="do not read or write the GT cache")
+    p.add_argument("--landmarks", choices=("dlib", "fan"), default=d.landmarks, help="common.faces backend")
+    p.add_argument("--min_track", type=int, default=d.min_track, help="lip sync: min face track length (25 fps frames)")
+    p.add_argument("--min_face_size", type=float, default=d.min_face_size, help="lip sync: min mean face box side (px)")
+    p.add_argument("--truncate", action="store_true", help="score the shorter length on a frame-count mismatch")
+    p.add_argument("--strict", action="store_true", help="a metric that cannot run is an error")
+    p.add_argument("--overwrite", action="store_true", help="recompute even if --output exists")
+    p.add_argument("--device", default=d.device, help="cpu, cuda, cuda:N")
+    p.add_argument("--workers", type=int, default=d.workers, help="threads for face detection/landmarks")
+    p.add_argument("--verbose", action="store_true")
+    return p
+
+
+def read_uuids(path: str) -> list[str]:
+    rows = read_csv_rows(path, ["uuid"])
+    uuids = sorted({r["uuid"].strip() for r in rows if r["uuid"].strip()})
+    if not uuids:
+        raise UserError(f"{path}: no uuid rows")
+    return uuids
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = EvaluateConfig(**vars(args))
+    setup_logging(cfg.verbose)
+    if cfg.batch_size < 1:
+        raise UserError("--batch_size must be >= 1")
+    out = Path(cfg.output)
+    per_video = Path(cfg.per_video) if cfg.per_video else out.with_name(out.stem + ".videos.jsonl")
+    metrics = parse_metrics(cfg.metrics)
+    info = init_dist(cfg.device)
+    try:
+        if out.is_file() and not cfg.overwrite:
+            if info.is_main:
+                log.info("%s exists; skipping (use --overwrite to recompute)", out)
+            return 0
+        uuids = read_uuids(cfg.anno_file)
+        settings = EvalSettings(
+            gt_video_folder=cfg.gt_video_folder, pd_video_folder=cfg.pd_video_folder, task=cfg.task,
+            gt_audio_folder=cfg.gt_audio_folder, gt_coeff_folder=cfg.gt_coeff_folder,
+            pd_coeff_folder=cfg.pd_coeff_folder, weights_dir=cfg.weights_dir,
+            inception_weights=cfg.inception_weights, arcface_weights=cfg.arcface_weights,
+            syncnet_weights=cfg.syncnet_weights, landmarks=cfg.landmarks, batch_size=cfg.batch_size,
+            fid_method=cfg.fid_method, cache_dir=None if cfg.no_cache else (cfg.cache_dir or str(out.parent / "gt_cache")),
+            truncate=cfg.truncate, device=str(info.device), workers=cfg.workers,
+            lipsync=LipSyncConfig(min_track=cfg.min_track, min_face_size=cfg.min_face_size))
+        ev = Evaluator(metrics, settings)
+        if ev.unavailable:
+            for m, why in ev.unavailable.items():
+                if info.is_main:
+                    log.warning("metric %s unavailable: %s", m, why)
+            if cfg.strict:
+                m, why = next(iter(ev.unavailable.items()))
+                raise UserError(f"metric {m} unavailable (--strict): {why}")
+        report = RunReport("evaluation.evaluate", cfg, out.parent)
+        records: list[dict] = []
+        fid_pd = GaussianStats.empty(2048) if "fid" in ev.active else None
+        fid_gt = GaussianStats.empty(2048) if "fid" in ev.active else None
+        coeff_pd: dict[str, np.ndarray] = {}
+        coeff_gt: dict[str, np.ndarray] = {}
+        mine = shard(uuids, info)
+        for uuid in tqdm(mine, desc=f"evaluate[{info.rank}]", disable=not info.is_main, unit="video"):
+            try:
+                r = ev.evaluate_video(uuid)
+            except UserError as e:
+                report.fail(uuid, e)
+                continue
+            records.append(r.record)
+            if r.fid_pd is not None:
+                fid_pd.merge(r.fid_pd)
+                fid_gt.merge(r.fid_gt)
+            if r.coeff_pd is not None:
+                coeff_pd[uuid], coeff_gt[uuid] = r.coeff_pd, r.coeff_gt
+            if r.record.get("errors"):  # scored, but some metric's own input was bad
+                report.fail(uuid, "; ".join(r.record["errors"]))
+            else:
+                report.ok(uuid)
+        part = {"records": records, "fid": (fid_pd, fid_gt), "coeff": (coeff_pd, coeff_gt), "report": report.to_dict()}
+        parts = gather_objects(part, info)
+        if not info.is_main:
+            return 0
+        return _finish(cfg, ev, metrics, parts, report, out, per_video)
+    finally:
+        cleanup(info)
+
+
+def _finish(cfg: EvaluateConfig, ev: Evaluator, metrics: list[str], parts: list[dict], report: RunReport,
+            out: Path, per_video: Path) -> int:
+    report.done, report.skipped, report.failures = [], [], []
+    report.merge(p["report"] for p in parts)
+    records = sorted((r for p in parts for r in p["records"]), key=lambda r: r["uuid"])
+    fid_pd = fid_gt = None
+    if "fid" in ev.active:
+        fid_pd, fid_gt = GaussianStats.empty(2048), GaussianStats.empty(2048)
+        for p in parts:
+            fid_pd.merge(p["fid"][0])
+            fid_gt.merge(p["fid"][1])
+    cpd: dict[str, np.ndarray] = {}
+    cgt: dict[str, np.ndarray] = {}
+    for p in parts:
+        cpd.update(p["coeff"][0])
+        cgt.update(p["coeff"][1])
+    keys = sorted(cpd)
+    results = aggregate(records, ev.active, fid_pd, fid_gt, [cpd[k] for k in keys], [cgt[k] for k in keys],
+                        cfg.fid_method)
+    for m in metrics:  # constant keys: unavailable metrics are present as null
+        results.setdefault(m, None)
+    summary = {
+        "task": cfg.task,
+        "results": results,
+        "unavailable": ev.unavailable,
+        "n_videos": len(records),
+        "n_frames": int(sum(r["n_frames"] for r in records)),
+        "n_failed": len(report.failures),
+        "frames_without_face": int(sum(r.get("frames_without_face", 0) for r in records)),
+        "truncated_videos": [r["uuid"] for r in records if r.get("truncated")],
+        "aggregation": "frame-weighted over all frames (lip sync: mean over videos); *_video_mean: mean of per-video means",
+        "fid_method": cfg.fid_method,
+        "weights": ev.weight_files,
+        "config": config_to_dict(cfg),
+        "per_video": str(per_video),
+    }
+    write_text_atomic(per_video, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    write_json_atomic(out, summary)
+    report.write()
+    shown = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}=n/a" for k, v in results.items()
+                      if not k.endswith(("_video_mean", "_videos")))
+    log.info("%s: %s", out, shown)
+    return report.exit_code()
+
+
+if __name__ == "__main__":
+    run_cli(main)

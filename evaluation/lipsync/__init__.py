@@ -1,0 +1,1 @@
+"""SyncNet preprocessing: 25 fps resampling, face tracks and crops, in memory."""

@@ -1,0 +1,1 @@
+"""Metric implementations (one module per metric) and the one-pass engine."""

@@ -1,0 +1,1 @@
+"""Networks of the released metric weights, with their exact parameter names."""

@@ -1,0 +1,284 @@
+"""End-to-end runs of ``python -m evaluation.evaluate`` / ``evaluation.score`` on tiny real videos."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import scipy.io
+
+from common.media import read_video, write_video
+from common.weights import get_spec, make_smoke_checkpoint
+from evaluation.metrics.engine import EvalSettings, Evaluator
+from evaluation.metrics.fid import FeatureCache
+
+N = 12  # frames per tiny video
+
+
+@pytest.fixture(scope="module")
+def tiny(synthetic_root, tmp_path_factory):
+    """GT = first N frames of the synthetic speaker videos; predictions = copies and degraded copies."""
+    root = tmp_path_factory.mktemp("eval_tiny")
+    uuids = sorted(p.name.split(".")[0] for p in (synthetic_root / "videos").glob("*.speaker.mp4"))
+    (root / "anno.csv").write_text("video_id,uuid\n" + "".join(f"v{i},{u}\n" for i, u in enumerate(uuids)))
+    rng = np.random.default_rng(0)
+    for u in uuids:
+        name = f"{u}.speaker.mp4"
+        frames = read_video(synthetic_root / "videos" / name)[:N]
+        write_video(root / "gt" / name, frames)
+        gt = read_video(root / "gt" / name)  # decoded GT, so 'same' is bit-identical after copying
+        shutil.copy(root / "gt" / name, (root / "same").mkdir(exist_ok=True) or root / "same" / name)
+        write_video(root / "blur" / name, np.stack([cv2.GaussianBlur(f, (9, 9), 3.0) for f in gt]))
+        if u == uuids[0]:  # a 4-frame single-video set for the heavy network metrics
+            for d, fr in (("gt4", gt[:4]), ("blur4", np.stack([cv2.GaussianBlur(f, (9, 9), 3.0) for f in gt[:4]]))):
+                write_video(root / d / name, fr)
+            (root / "same4").mkdir()
+            shutil.copy(root / "gt4" / name, root / "same4" / name)
+            (root / "anno4.csv").write_text(f"uuid\n{u}\n")
+        noface = gt.copy()
+        noface[3:6] = 128
+        write_video(root / "noface" / name, noface)
+        write_video(root / "short" / name, gt[: N - 2] if u == uuids[0] else gt)
+        c = rng.standard_normal((N, 257)).astype(np.float32)
+        for d, arr in (("gtc", c), ("pdc", c + 0.1 * rng.standard_normal(c.shape).astype(np.float32))):
+            (root / d).mkdir(exist_ok=True)
+            scipy.io.savemat(root / d / f"{u}.speaker.mat", {"coeff": arr, "transform_params": np.zeros((N, 5))})
+    shutil.copytree(synthetic_root / "audios", root / "audios")
+    for name in ("fid_inception_v3", "arcface_iresnet100", "syncnet_s"):
+        make_smoke_checkpoint(name, get_spec(name).default_file(root / "weights"))
+    return {"root": root, "uuids": uuids}
+
+
+def _args(t, pd, out, *extra):
+    r = t["root"]
+    return ["--gt_video_folder", r / "gt", "--pd_video_folder", r / pd, "--anno_file", r / "anno.csv",
+            "--task", "speaker", "--weights_dir", r / "weights", "--output", out, *extra]
+
+
+def _results(out):
+    return json.loads(out.read_text())
+
+
+def test_help_shows_examples(run_cli):
+    p = run_cli("evaluation.evaluate", "--help")
+    assert p.returncode == 0 and "examples:" in p.stdout and "(default: default)" in p.stdout
+
+
+@pytest.mark.slow
+def test_identical_vs_blurred(tiny, run_cli, tmp_path):
+    r = tiny["root"]
+
+    def run(pd, out, metrics):
+        args = ["--gt_video_folder", r / "gt4", "--pd_video_folder", r / pd, "--anno_file", r / "anno4.csv",
+                "--weights_dir", r / "weights", "--output", out, "--metrics", metrics, "--cache_dir", tmp_path / "c"]
+        p = run_cli("evaluation.evaluate", *args)
+        assert p.returncode == 0, p.stderr
+        return _results(out)
+
+    same = run("same4", tmp_path / "same" / "results.json", "psnr,ssim,cpbd,fid,lipLMD,lipLMD_euclidean,coeff")
+    s = same["results"]
+    assert s["ssim"] == pytest.approx(1.0, abs=1e-6) and s["psnr"] == pytest.approx(80.0)
+    assert s["lipLMD"] == 0 and s["lipLMD_euclidean"] == 0
+    assert abs(s["fid"]) < 1e-3
+    assert same["unavailable"].keys() == {"expL1", "poseL1", "expFD", "poseFD"}
+    assert len(list((tmp_path / "c").glob("*.npy"))) == 2  # GT Inception features and landmarks cached
+    blur = tmp_path / "blur" / "results.json"
+    # FID is left out here: fill-rule Inception weights barely react to blur (real weights do), and
+    # its 2048-d Newton-Schulz square root costs ~10 s; the cache is tested in-process below.
+    b = run("blur4", blur, "psnr,ssim,cpbd,csim,lipLMD")
+    r_ = b["results"]
+    assert r_["psnr"] < s["psnr"] - 20 and r_["ssim"] < s["ssim"] - 0.05 and r_["cpbd"] < s["cpbd"]
+    assert r_["csim"] < 0.9999 and r_["lipLMD"] > 0  # identical frames give csim 1 (parity tests)
+    assert b["n_videos"] == 1 and b["n_frames"] == 4 and b["unavailable"] == {}
+    (line,) = [json.loads(x) for x in (blur.parent / "results.videos.jsonl").read_text().splitlines()]
+    assert line["uuid"] == tiny["uuids"][0] and line["psnr_frames"] == 4
+    assert line["gt_landmarks_cached"]  # GT landmarks of the first run were reused
+    assert r_["psnr"] == pytest.approx(line["psnr"]) and r_["psnr_video_mean"] == pytest.approx(line["psnr"])
+    run_json = json.loads((blur.parent / "run.json").read_text())
+    assert run_json["counts"] == {"done": 1, "skipped": 0, "failed": 0}
+
+
+def test_missing_weights_unavailable_then_strict(tiny, run_cli, tmp_path):
+    out = tmp_path / "r.json"
+    args = _args(tiny, "same", out, "--metrics", "psnr,csim,coeff", "--weights_dir", tmp_path / "none")
+    p = run_cli("evaluation.evaluate", *args)
+    assert p.returncode == 0, p.stderr
+    res = _results(out)
+    assert res["results"]["psnr"] == pytest.approx(80.0)
+    assert res["results"]["csim"] is None and res["results"]["expL1"] is None
+    assert "missing weights file" in res["unavailable"]["csim"] and "--arcface_weights" in res["unavailable"]["csim"]
+    assert "--gt_coeff_folder" in res["unavailable"]["expFD"]
+    p = run_cli("evaluation.evaluate", *args, "--strict", "--overwrite")
+    assert p.returncode == 2
+    err = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
+    assert len(err) == 1 and "unavailable (--strict)" in err[0] and "Traceback" not in p.stderr
+
+
+def test_frame_mismatch_error_then_truncate(tiny, run_cli, tmp_path):
+    out = tmp_path / "r.json"
+    p = run_cli("evaluation.evaluate", *_args(tiny, "short", out, "--metrics", "psnr,ssim"))
+    assert p.returncode == 1
+    res, run = _results(out), json.loads((tmp_path / "run.json").read_text())
+    assert res["n_videos"] == 1 and res["n_failed"] == 1
+    (fail,) = run["failures"]
+    assert fail["item"] == tiny["uuids"][0] and f"{N - 2} frames but the ground truth has {N}" in fail["reason"]
+    p = run_cli("evaluation.evaluate", *_args(tiny, "short", out, "--metrics", "psnr,ssim", "--truncate",
+                                              "--overwrite"))
+    assert p.returncode == 0, p.stderr
+    res = _results(out)
+    assert res["truncated_videos"] == [tiny["uuids"][0]] and res["n_frames"] == 2 * N - 2
+    assert 30 < res["results"]["psnr"] < 80  # 'short' is a re-encode of the GT
+
+
+def test_bad_video_reported_and_rerun_skips(tiny, run_cli, tmp_path):
+    pd = tmp_path / "pd"
+    shutil.copytree(tiny["root"] / "same", pd)
+    bad = pd / f"{tiny['uuids'][1]}.speaker.mp4"
+    bad.write_bytes(b"this is not a video")
+    out = tmp_path / "out" / "r.json"
+    r = tiny["root"]
+    args = ["--gt_video_folder", r / "gt", "--pd_video_folder", pd, "--anno_file", r / "anno.csv",
+            "--metrics", "psnr,cpbd", "--output", out]
+    p = run_cli("evaluation.evaluate", *args)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    run = json.loads((out.parent / "run.json").read_text())
+    assert run["failures"][0]["item"] == tiny["uuids"][1] and str(bad) in run["failures"][0]["reason"]
+    assert _results(out)["n_videos"] == 1
+    before = out.stat().st_mtime_ns
+    p = run_cli("evaluation.evaluate", *args)
+    assert p.returncode == 0 and out.stat().st_mtime_ns == before and "skipping" in p.stderr
+
+
+def test_frames_without_face_are_counted(tiny, run_cli, tmp_path):
+    out = tmp_path / "r.json"
+    p = run_cli("evaluation.evaluate", *_args(tiny, "noface", out, "--metrics", "lipLMD"))
+    assert p.returncode == 0, p.stderr
+    res = _results(out)
+    assert res["frames_without_face"] == 2 * 3
+    assert 0 <= res["results"]["lipLMD"] < 3  # the remaining frames are a re-encode of the GT
+    lines = [json.loads(x) for x in (tmp_path / "r.videos.jsonl").read_text().splitlines()]
+    assert all(x["lipLMD_frames"] == N - 3 for x in lines)
+
+
+@pytest.mark.slow
+def test_lipsync_and_coefficient_metrics(tiny, run_cli, tmp_path):
+    r = tiny["root"]
+    u0, u1 = tiny["uuids"]
+    audios = tmp_path / "audios"
+    shutil.copytree(r / "audios", audios)
+    (audios / f"{u0}.wav").unlink()  # fails lip sync of u0 only
+    common = ["--gt_audio_folder", audios, "--gt_coeff_folder", r / "gtc", "--pd_coeff_folder", r / "pdc"]
+    out = tmp_path / "a.json"
+    p = run_cli("evaluation.evaluate", *_args(tiny, "same", out, "--metrics", "psnr,lipsync,coeff", *common,
+                                              "--min_track", "5", "--min_face_size", "40"))
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    res = _results(out)["results"]
+    assert res["avoffset_videos"] == 1 and -15 <= res["avoffset"] <= 15 and res["avconf"] >= 0
+    assert res["psnr"] == 80.0
+    l0, l1 = [json.loads(x) for x in (tmp_path / "a.videos.jsonl").read_text().splitlines()]
+    assert l1["lipsync_frames_25fps"] == 10 and len(l1["lipsync_tracks"]) == 1 and l1["avoffset"] == res["avoffset"]
+    assert l0["avoffset"] is None and "expL1" in l0  # other metrics of u0 are kept
+    (fail,) = json.loads((tmp_path / "run.json").read_text())["failures"]
+    assert fail["item"] == u0 and "lip sync" in fail["reason"] and f"{u0}.wav" in fail["reason"]
+    # coefficient metrics by hand
+    gt = np.concatenate([scipy.io.loadmat(r / "gtc" / f"{u}.speaker.mat")["coeff"] for u in tiny["uuids"]])
+    pd = np.concatenate([scipy.io.loadmat(r / "pdc" / f"{u}.speaker.mat")["coeff"] for u in tiny["uuids"]])
+    d = np.abs(pd.astype(np.float64) - gt)
+    assert res["expL1"] == pytest.approx(d[:, 80:144].mean(), rel=1e-9)
+    assert res["poseL1"] == pytest.approx(np.concatenate([d[:, 224:227], d[:, 254:257]], 1).mean(), rel=1e-9)
+    assert res["expFD"] > 0 and res["poseFD"] > 0
+    # the original's minimum track length (100 frames at 25 fps): reported, no crash
+    out2 = tmp_path / "b.json"
+    p = run_cli("evaluation.evaluate", *_args(tiny, "same", out2, "--metrics", "lipsync",
+                                              "--gt_audio_folder", r / "audios"))
+    assert p.returncode == 0, p.stderr
+    assert _results(out2)["results"]["avoffset"] is None
+    lines = [json.loads(x) for x in (tmp_path / "b.videos.jsonl").read_text().splitlines()]
+    assert all("no face track longer than 100" in x["lipsync_note"] for x in lines)
+
+
+def test_batch_size_independent_and_deterministic(tiny):
+    r = tiny["root"]
+
+    s = EvalSettings(gt_video_folder=str(r / "gt4"), pd_video_folder=str(r / "blur4"),
+                     weights_dir=str(r / "weights"), workers=1)
+    ev = Evaluator(["psnr", "ssim", "cpbd"], s)  # networks: see the golden batch tests
+
+    def run(bs):
+        ev.s.batch_size = bs
+        return ev.evaluate_video(tiny["uuids"][0]).record
+
+    a, b, c = run(3), run(4), run(3)  # batches 3+1 vs one batch of 4
+    assert a == c  # deterministic
+    for m in ("psnr", "ssim", "cpbd"):
+        assert a[m] == pytest.approx(b[m], abs=1e-6) and a[f"{m}_frames"] == 4
+
+
+@pytest.mark.slow
+def test_fid_gt_features_cached_by_file_identity(tiny, tmp_path):
+    r = tiny["root"]
+    s = EvalSettings(gt_video_folder=str(r / "gt4"), pd_video_folder=str(r / "blur4"),
+                     weights_dir=str(r / "weights"), cache_dir=str(tmp_path / "cache"), workers=1)
+    ev = Evaluator(["fid"], s)
+    u = tiny["uuids"][0]
+    first, second = ev.evaluate_video(u), ev.evaluate_video(u)
+    assert not first.record["fid_gt_cached"] and second.record["fid_gt_cached"]
+    np.testing.assert_allclose(second.fid_gt.s2, first.fid_gt.s2, rtol=1e-6)
+    assert first.fid_gt.n == second.fid_gt.n == 4
+    # the key is the file identity and the model: a new mtime or other weights miss the entry
+    gt = r / "gt4" / f"{u}.speaker.mp4"
+    assert ev.fid_cache.get(gt) is not None
+    assert FeatureCache(tmp_path / "cache", {"network": "other"}).get(gt) is None
+    st = gt.stat()
+    os.utime(gt, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    try:
+        assert ev.fid_cache.get(gt) is None
+    finally:
+        os.utime(gt, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+@pytest.mark.slow
+@pytest.mark.torchrun
+def test_torchrun_two_ranks_equal_single_process(tiny, run_cli, tmp_path, repo_root):
+    import subprocess
+
+    r = tiny["root"]
+    extra = ["--metrics", "psnr,ssim,cpbd,coeff", "--gt_coeff_folder", r / "gtc", "--pd_coeff_folder", r / "pdc"]
+    single = tmp_path / "single" / "r.json"
+    p = run_cli("evaluation.evaluate", *_args(tiny, "blur", single, *extra))
+    assert p.returncode == 0, p.stderr
+    multi = tmp_path / "multi" / "r.json"
+    env = dict(os.environ, PYTHONPATH=str(repo_root), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "evaluation.evaluate", *map(str, _args(tiny, "blur", multi, *extra))]
+    p = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    a, b = _results(single), _results(multi)
+    assert a["n_videos"] == b["n_videos"] == 2
+    for k, v in a["results"].items():
+        assert b["results"][k] == pytest.approx(v, rel=1e-12), k
+    assert (single.parent / "r.videos.jsonl").read_text() == (multi.parent / "r.videos.jsonl").read_text()
+
+
+def test_score_cli(tiny, run_cli, tmp_path):
+    vals = {"psnr": 30, "ssim": 0.9, "cpbd": 0.3, "fid": 10, "csim": 0.9, "lipLMD": 1, "avoffset": 1, "avconf": 5,
+            "expL1": 0.1, "poseL1": 0.1, "expFD": 1, "poseFD": 1}
+    a, b = tmp_path / "a" / "results.json", tmp_path / "b" / "results.json"
+    a.parent.mkdir()
+    b.parent.mkdir()
+    a.write_text(json.dumps({"results": vals}))
+    b.write_text(json.dumps({"results": dict(vals, psnr=31, fid=None, avoffset=-2)}))
+    p = run_cli("evaluation.score", a, b, "--json", tmp_path / "rank.json")
+    assert p.returncode == 0, p.stderr
+    rows = [ln for ln in p.stdout.splitlines() if ln.startswith("| a") or ln.startswith("| b")]
+    assert rows[0].startswith("| a |") and rows[0].endswith("| 13 |")  # 1 each, 2 for psnr
+    assert rows[1].startswith("| b |") and rows[1].endswith("| 14 |") and "n/a (2)" in rows[1]
+    assert json.loads((tmp_path / "rank.json").read_text())["order"] == ["a", "b"]
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    p = run_cli("evaluation.score", a, bad)
+    assert p.returncode == 2 and p.stderr.strip().startswith("error:") and str(bad) in p.stderr

@@ -1,0 +1,116 @@
+"""Hand-computed checks of the lip-sync pipeline pieces, coefficient metrics and rank scoring."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.io
+
+from common.io import UserError
+from evaluation.lipsync.pipeline import (LipSyncConfig, Track, crop_track, cut_audio, iou, resample_indices,
+                                         scene_cuts, to_pcm16, track_shot)
+from evaluation.metrics.coeff_l1 import coeff_l1, exp_pose, load_coeff
+from evaluation.metrics.engine import parse_metrics
+from evaluation.score import rank, score
+
+
+def test_resample_30_to_25_drops_every_sixth_frame():
+    idx = resample_indices(60, 30.0, 25.0)
+    assert len(idx) == 50
+    assert idx[:6].tolist() == [0, 1, 2, 4, 5, 6]  # round(k*1.2): frame 3 is dropped
+    assert idx[-1] == 59
+    assert resample_indices(25, 25.0).tolist() == list(range(25))
+
+
+def test_iou_and_tracking_with_a_gap():
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
+    cfg = LipSyncConfig(min_track=5, min_face_size=10, num_failed_det=3)
+    box = (10.0, 10.0, 40.0, 40.0)
+    dets = [[box] if i not in (4, 5) else [] for i in range(12)]  # 2 missed frames: bridged
+    dets[8].append((100.0, 100.0, 130.0, 130.0))  # a second face seen once: not a track
+    tracks = track_shot(dets, start=7, cfg=cfg)
+    assert len(tracks) == 1
+    t = tracks[0]
+    assert t.frames.tolist() == list(range(7, 19))
+    np.testing.assert_allclose(t.boxes[4], box)  # interpolated over the gap
+    # too small faces or too short tracks give nothing
+    assert track_shot(dets, 0, LipSyncConfig(min_track=5, min_face_size=40)) == []
+    assert track_shot(dets[:5], 0, cfg) == []
+
+
+def test_scene_cut_and_crop_geometry():
+    a = np.zeros((64, 64, 3), np.uint8)
+    b = np.full((64, 64, 3), 255, np.uint8)
+    frames = [a] * 20 + [b] * 20
+    assert scene_cuts(frames, 30.0, 15) == [(0, 20), (20, 40)]
+    assert scene_cuts(frames, 30.0, 25) == [(0, 40)]
+    img = np.zeros((100, 100, 3), np.uint8)
+    img[40:60, 40:60] = (255, 0, 0)  # red square in RGB
+    t = Track(frames=np.arange(3), boxes=np.tile([40.0, 40.0, 60.0, 60.0], (3, 1)))
+    crops = crop_track([img] * 3, t, 0.4)
+    assert crops.shape == (3, 224, 224, 3)
+    # bs = 10: rows [40, 68), cols [36, 64): the square fills the top 20/28 rows; BGR order
+    assert crops[0, 10, 112].tolist() == [0, 0, 255]
+    assert crops[0, 215, 112].tolist() == [0, 0, 0]
+    pcm = np.arange(16000 * 2, dtype=np.float64)
+    assert cut_audio(pcm, Track(np.arange(25, 50), np.zeros((25, 4)))).tolist() == list(range(16000, 32000))
+    assert to_pcm16(np.array([0.5, -1.0, 1.0])).tolist() == [16384, -32768, 32767]
+
+
+def test_coeff_metrics_hand_computed(tmp_path):
+    gt = np.zeros((4, 257), np.float32)
+    pd = gt.copy()
+    pd[:, 80:144] = 0.5  # expression
+    pd[:, 224:227] = 0.3  # angle
+    pd[:, 254:257] = -0.1  # translation
+    per = coeff_l1(pd.astype(np.float64), gt.astype(np.float64))
+    np.testing.assert_allclose(per["expL1"], 0.5)
+    np.testing.assert_allclose(per["poseL1"], 0.2, rtol=1e-6)
+    e, p = exp_pose(pd.astype(np.float64))
+    assert e.shape == (4, 64) and p.shape == (4, 6)
+    f = tmp_path / "x.mat"
+    scipy.io.savemat(f, {"coeff": pd, "transform_params": np.zeros((4, 5))})
+    np.testing.assert_array_equal(load_coeff(f), pd)
+    scipy.io.savemat(f, {"coeff": pd[:, :70], "transform_params": np.zeros((4, 5))})
+    with pytest.raises(UserError, match=r"x\.mat: 'coeff' has shape"):
+        load_coeff(f)
+    f.write_bytes(b"not a mat file")
+    with pytest.raises(UserError, match=r"x\.mat: cannot read"):
+        load_coeff(f)
+
+
+def test_aligned_face_maps_landmarks_onto_the_arcface_template():
+    from evaluation.metrics.csim import ARCFACE_TEMPLATE, aligned_face, five_points
+
+    lm = np.zeros((68, 2))
+    src = ARCFACE_TEMPLATE * 2.0 + [30.0, 10.0]  # the template, scaled and moved
+    lm[36:42], lm[42:48], lm[30], lm[48], lm[54] = src[0], src[1], src[2], src[3], src[4]
+    np.testing.assert_allclose(five_points(lm), src)
+    frame = np.zeros((300, 300, 3), np.uint8)
+    x, y = (src[2] + 0.5).astype(int)
+    frame[y - 3:y + 4, x - 3:x + 4] = 255  # a white blob on the nose tip
+    face = aligned_face(frame, lm)
+    assert face.shape == (112, 112, 3)
+    ny, nx = np.argwhere(face[..., 0] > 128).mean(0)
+    assert abs(nx - ARCFACE_TEMPLATE[2, 0]) < 1.0 and abs(ny - ARCFACE_TEMPLATE[2, 1]) < 1.0
+
+
+def test_parse_metrics():
+    assert parse_metrics("lipsync,psnr") == ["psnr", "avoffset", "avconf"]
+    assert "csim_aligned" not in parse_metrics("default") and "csim_aligned" in parse_metrics("all")
+    with pytest.raises(UserError, match="unknown metric 'nope'"):
+        parse_metrics("psnr,nope")
+
+
+def test_rank_directions_and_rank_sum():
+    assert rank([1.0, 3.0, 2.0], "max") == [3, 1, 2]
+    assert rank([1.0, 3.0, 1.0], "min") == [1, 3, 1]
+    assert rank([-1.0, 2.0, 0.0], "abs0") == [2, 3, 1]
+    assert rank([None, 1.0], "min") == [2, 1]
+    good = {"psnr": 30, "ssim": 0.9, "cpbd": 0.3, "fid": 10, "csim": 0.9, "lipLMD": 1, "avoffset": 0, "avconf": 5,
+            "expL1": 0.1, "poseL1": 0.1, "expFD": 1, "poseFD": 1}
+    bad = {k: (v * 2 if k in ("fid", "lipLMD", "expL1", "poseL1", "expFD", "poseFD") else v / 2) for k, v in good.items()}
+    bad["avoffset"] = -3
+    r = score({"bad": bad, "good": good})
+    assert r["score"] == {"good": 12, "bad": 24}
+    assert r["order"] == ["good", "bad"]
