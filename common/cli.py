@@ -10,7 +10,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         h = action.help or ""
-        if action.required or action.default is None or action.default is False or "default" in h:
+        if action.required or action.default is None or action.default is False or "(default" in h:
             return h
         return super()._get_help_string(action)
 
