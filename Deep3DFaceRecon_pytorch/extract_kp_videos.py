@@ -21,7 +21,7 @@ from tqdm import tqdm
 from common.cli import HelpFormatter
 from common import dist
 from common.faces import BACKENDS, get_backend, track_landmarks
-from common.io import RunReport, UserError, config_to_dict, is_complete, run_cli, setup_logging
+from common.io import RunReport, UserError, is_complete, run_cli, setup_logging
 
 from .data.frames import find_inputs, iter_media_frames
 from .data.keypoints import save_keypoints
@@ -181,15 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if cfg.backend == "fan" and importlib.util.find_spec("face_alignment") is None:
             get_backend("fan")  # raises the one-line 'pip install face-alignment' error
         report = run(cfg, info)
-        parts = dist.gather_objects(report.to_dict(), info)
-        failed = 0
-        if info.is_main:
-            main_report = RunReport(STAGE, config_to_dict(cfg) | {"world_size": info.world_size}, cfg.output_dir)
-            main_report.merge(parts)
-            main_report.write()
-            failed = len(main_report.failures)
-        failed = dist.broadcast_object(failed, info)
-        return 1 if failed else 0
+        return dist.finish_report(report, info)
     finally:
         dist.cleanup(info)
 

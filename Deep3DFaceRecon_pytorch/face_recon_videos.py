@@ -20,7 +20,7 @@ from tqdm import tqdm
 from common.artifacts import save_recon_mat
 from common.cli import HelpFormatter
 from common import dist
-from common.io import RunReport, UserError, config_to_dict, is_complete, run_cli, setup_logging
+from common.io import RunReport, UserError, is_complete, run_cli, setup_logging
 from common.weights import load_checkpoint, load_state_dict_strict, resolve_weights
 
 from .data import align
@@ -229,15 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Load the checkpoint up front on every rank: a bad file fails all ranks alike, at once.
         net = load_model(cfg.checkpoint, info.device)
         report = run(cfg, info, net)
-        parts = dist.gather_objects(report.to_dict(), info)
-        failed = 0
-        if info.is_main:
-            main_report = RunReport(STAGE, config_to_dict(cfg) | {"world_size": info.world_size}, cfg.output_dir)
-            main_report.merge(parts)
-            main_report.write()
-            failed = len(main_report.failures)
-        failed = dist.broadcast_object(failed, info)
-        return 1 if failed else 0
+        return dist.finish_report(report, info)
     finally:
         dist.cleanup(info)
 

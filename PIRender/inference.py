@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from common.cli import HelpFormatter
 from common.dataset import parse_name
-from common.dist import barrier, cleanup, gather_objects, init_dist, shard
+from common.dist import cleanup, finish_report, init_dist, shard
 from common.io import RunReport, UserError, is_complete, run_cli, setup_logging
 from common.media import FPS, MediaError, VideoWriter, load_audio
 from PIRender.data.vox_lmdb import VoxLMDB
@@ -184,15 +184,7 @@ def _run(cfg: InferenceConfig, info) -> int:
     if n_frames:
         log.info("%d frames in %.1f s (%.2f frames/s)", n_frames, dt, n_frames / dt)
     db.close()
-    parts = gather_objects(report.to_dict(), info)
-    barrier(info)
-    if info.is_main:
-        if info.distributed:
-            report.done, report.skipped, report.failures = [], [], []
-            report.merge(parts)
-        report.write()
-    failed = sum(len(p["failures"]) for p in parts) if parts is not None else report.n_failed
-    return 1 if failed else 0
+    return finish_report(report, info)  # run.json on rank 0; every rank exits alike
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,11 +9,14 @@ import datetime
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Sequence, TypeVar
 
 import numpy as np
 import torch
 import torch.distributed as tdist
+
+if TYPE_CHECKING:
+    from common.io import RunReport
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -115,3 +118,17 @@ def barrier(info: DistInfo) -> None:
 def cleanup(info: DistInfo) -> None:
     if info.distributed and tdist.is_initialized():
         tdist.destroy_process_group()
+
+
+def finish_report(report: "RunReport", info: DistInfo) -> int:
+    """Merge every rank's report into run.json on rank 0; every rank returns the same exit code
+    (1 when any item failed on any rank, else 0)."""
+    parts = gather_objects(report.to_dict(), info)
+    if info.is_main:
+        if info.distributed:
+            report.done, report.skipped, report.failures = [], [], []
+            report.merge(parts)
+            report.config["world_size"] = info.world_size
+        report.write()
+    n_failed = broadcast_object(report.n_failed if info.is_main else None, info)
+    return 1 if n_failed else 0

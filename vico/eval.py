@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from common.artifacts import save_recon_mat
 from common.dataset import clip_name, read_index
-from common.dist import all_reduce_sum, cleanup, gather_objects, init_dist, shard
+from common.dist import cleanup, finish_report, init_dist, shard
 from common.io import RunReport, UserError, is_complete, run_cli, setup_logging
 
 from .data import check_feature_set, load_clip, load_stats
@@ -119,14 +119,7 @@ def _eval(args: argparse.Namespace, info) -> int:
                     report.fail(clip.uuid, e)
         bar.update(len(chunk))
     bar.close()
-    reports = gather_objects(report.to_dict(), info)
-    if info.is_main:
-        if info.distributed:
-            report.done, report.skipped, report.failures = [], [], []
-            report.merge(reports)
-        report.write()
-    n_failed = all_reduce_sum(float(len(report.failures)), info)  # every rank exits alike
-    return 1 if n_failed > 0 else 0
+    return finish_report(report, info)  # run.json on rank 0; every rank exits alike
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from common import dist
+from common.io import RunReport
 
 
 def main(out: Path, n_items: int) -> None:
@@ -17,11 +18,18 @@ def main(out: Path, n_items: int) -> None:
     arr = dist.all_reduce_sum(np.array([info.rank, 1.0]), info)
     gathered = dist.gather_objects({"rank": info.rank, "items": mine}, info)
     token = dist.broadcast_object("from-rank-0" if info.is_main else None, info)
+    report = RunReport("worker", {"n": n_items}, out)
+    for i in mine:
+        report.ok(f"item{i:02d}")
+    if info.rank == info.world_size - 1:
+        report.fail("bad-item", "broken on the last rank")
+    code = dist.finish_report(report, info)
+    codes = dist.gather_objects(code, info)
     dist.barrier(info)
     if info.is_main:
         (out / "result.json").write_text(json.dumps({
             "world": info.world_size, "tensor": total.tolist(), "scalar": scalar, "array": arr.tolist(),
-            "gathered": gathered, "token": token}))
+            "gathered": gathered, "token": token, "codes": codes}))
     dist.cleanup(info)
 
 

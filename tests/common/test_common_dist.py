@@ -22,6 +22,7 @@ def test_plain_python_is_world_size_one(tmp_path, repo_root):
     assert r["world"] == 1
     assert r["gathered"] == [{"rank": 0, "items": list(range(7))}]
     assert r["tensor"] == [1.0, 10.0] and r["scalar"] == 7.0 and r["token"] == "from-rank-0"
+    assert r["codes"] == [1]  # the failure of the only rank
 
 
 @pytest.mark.slow
@@ -37,3 +38,8 @@ def test_torchrun_two_processes_gloo(tmp_path, repo_root):
     assert r["scalar"] == float(n)
     assert r["array"] == [1.0, 2.0]
     assert r["token"] == "from-rank-0"
+    assert r["codes"] == [1, 1]  # rank 1's failure makes every rank exit 1
+    report = json.loads((tmp_path / "run.json").read_text())  # merged on rank 0
+    assert report["counts"] == {"done": n, "skipped": 0, "failed": 1}
+    assert report["config"]["world_size"] == 2
+    assert report["failures"] == [{"item": "bad-item", "reason": "broken on the last rank"}]
