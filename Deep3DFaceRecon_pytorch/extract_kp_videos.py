@@ -18,6 +18,7 @@ from typing import Sequence
 
 from tqdm import tqdm
 
+from common.media import pin_mmap_threshold
 from common.cli import HelpFormatter
 from common import dist
 from common.faces import BACKENDS, get_backend, track_landmarks
@@ -169,6 +170,7 @@ def run(cfg: KeypointConfig, info: dist.DistInfo) -> RunReport:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    pin_mmap_threshold()  # flat peak memory over long videos
     cfg = KeypointConfig(**{k: v for k, v in vars(args).items() if k != "verbose"})
     if cfg.detect_every < 1:
         raise UserError(f"--detect_every must be >= 1, got {cfg.detect_every}")

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from common.media import pin_mmap_threshold
 from common.artifacts import save_recon_mat
 from common.cli import HelpFormatter
 from common import dist
@@ -212,6 +213,7 @@ def _align_on_device(batch: Batch, device: torch.device) -> torch.Tensor:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    pin_mmap_threshold()  # flat peak memory over long videos
     cfg = ReconConfig(**{k: v for k, v in vars(args).items() if k != "verbose"})
     if cfg.batch_size < 0:
         raise UserError(f"--batch_size must be >= 0, got {cfg.batch_size}")

@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.media import pin_mmap_threshold
+from common.artifacts import save_recon_mat
 from common import dist
 from common.faces import get_backend, track_landmarks
 from common.media import VideoWriter, read_video
@@ -97,6 +99,7 @@ def _proc_status_mib(field: str) -> float:
 
 def _memory_child(video: str, kp: str, out: str, batch_size: int) -> None:
     """The stage's data path on one video, network replaced by zeros; prints max RSS (MiB)."""
+    pin_mmap_threshold()  # as face_recon_videos.main does
     start_mib = _proc_status_mib("VmRSS")
     jobs = [VideoJob("v", Path(video), Path(kp), Path(out))]
     rows = []
@@ -104,7 +107,7 @@ def _memory_child(video: str, kp: str, out: str, batch_size: int) -> None:
         rows.append((b.crops.shape[0], b.trans))
         assert not b.failed, b.failed
     n = sum(r[0] for r in rows)
-    frv.save_mat(Path(out), np.zeros((n, 257), np.float32), np.concatenate([r[1] for r in rows]))
+    save_recon_mat(Path(out), np.zeros((n, 257), np.float32), np.concatenate([r[1] for r in rows]))
     # VmHWM, not getrusage: Linux carries ru_maxrss over from the parent across fork + exec.
     peak = _proc_status_mib("VmHWM")
     print(json.dumps({"frames": n, "maxrss_mib": peak, "growth_mib": peak - start_mib}))

@@ -299,3 +299,17 @@ def write_wav(path: str | os.PathLike, samples: np.ndarray, sr: int) -> None:
     x = np.clip(np.asarray(samples, dtype=np.float64), -1.0, 1.0)
     with atomic_path(path) as tmp:
         sf.write(str(tmp), x, int(sr), subtype="PCM_16", format="WAV")
+
+
+def pin_mmap_threshold(nbytes: int = 128 * 1024) -> bool:
+    """Keep glibc from raising its mmap threshold, so that freed frame-sized buffers go back to
+    the OS and peak memory stays flat over long videos (glibc otherwise moves them onto the heap,
+    where fragmentation grows with video length). No-op off glibc; returns whether it applied."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(-3, int(nbytes)))  # -3 = M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return False

@@ -114,3 +114,11 @@ def test_bad_audio_gives_one_line_errors(tmp_path):
         media.load_audio(tmp_path / "junk.wav")
     with pytest.raises(MediaError, match="file not found"):
         media.load_audio(tmp_path / "none.wav")
+
+
+def test_pin_mmap_threshold_applies_on_glibc():
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    assert media.pin_mmap_threshold() is True
