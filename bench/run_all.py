@@ -18,7 +18,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 
 
-def machine() -> str:
+def machine(threads: str) -> str:
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -35,7 +35,7 @@ def machine() -> str:
             gpu = ", GPU " + torch.cuda.get_device_name(0)
     except Exception:
         pass
-    return f"{cpu}, {os.cpu_count()} CPUs{gpu}, torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}"
+    return f"{cpu}, {os.cpu_count()} CPUs{gpu}, OMP_NUM_THREADS={threads}"
 
 
 def main(argv=None) -> int:
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
         print(f"{m}: {last}", flush=True)
         rows.append((m, last, round(time.time() - t0, 1)))
     text = ["# Benchmark results", "", f"- date: {datetime.date.today().isoformat()}",
-            f"- machine: {machine()}", "- command: `make bench`", "",
+            f"- machine: {machine(env['OMP_NUM_THREADS'])}", "- command: `make bench`", "",
             "| benchmark | result (last line) | seconds |", "|---|---|---|"]
     text += [f"| `{m}` | {last} | {s} |" for m, last, s in rows]
     args.out.write_text("\n".join(text) + "\n")
