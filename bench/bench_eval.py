@@ -9,7 +9,7 @@ submissions are scored against the same GT). Both run on the same synthetic
 videos (predictions = blurred GT) and must give the same numbers (checked). Also: our CPBD alone
 against the cpbd package on the same grey frames. The last line prints the one-pass speed-up.
 
-  python -m bench.bench_eval                  # 2 clips x 60 frames
+  python -m bench.bench_eval                  # 3 clips x 90 frames (the demo dataset's size)
   python -m bench.bench_eval --pairs 3 --frames 90 --threads 2
 
 Needs the test-only package cpbd-py312 for the baseline's CPBD (falls back to ours per frame).
@@ -101,8 +101,8 @@ def bench_cpbd(pd_dir: Path, uuids: list[str], n: int) -> tuple[float, float, fl
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--pairs", type=int, default=2, help="synthetic clips")
-    ap.add_argument("--frames", type=int, default=60, help="frames per clip")
+    ap.add_argument("--pairs", type=int, default=3, help="synthetic clips")
+    ap.add_argument("--frames", type=int, default=90, help="frames per clip")
     ap.add_argument("--threads", type=int, default=2, help="torch threads and face-detection workers")
     ap.add_argument("--cpbd_frames", type=int, default=30, help="frames for the CPBD-only comparison")
     args = ap.parse_args()

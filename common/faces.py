@@ -61,13 +61,19 @@ class DlibBackend:
 
     name = "dlib"
 
-    def __init__(self, upsample: int = 1, predictor_path: str | Path | None = None):
+    def __init__(self, upsample: int = 1, predictor_path: str | Path | None = None, _predictor=None):
         import dlib
 
         self.upsample = upsample
         self._detector = dlib.get_frontal_face_detector()
-        self._predictor = dlib.shape_predictor(str(predictor_path or dlib_predictor_path()))
+        self._predictor = _predictor or dlib.shape_predictor(str(predictor_path or dlib_predictor_path()))
         self._rect = dlib.rectangle
+
+    def for_thread(self) -> "DlibBackend":
+        """A backend for another thread: its own detector (dlib's HOG scanner keeps scratch state,
+        so sharing one across threads changes results) and the shared, read-only 68-point model
+        (loading it costs about 0.3 s)."""
+        return DlibBackend(self.upsample, _predictor=self._predictor)
 
     def detect(self, frame: np.ndarray) -> list[Box]:
         frame = _check_frame(frame)
@@ -105,6 +111,9 @@ class FanBackend:
         frame = _check_frame(frame)
         dets = self._fa.face_detector.detect_from_image(frame.copy()) or []
         return [tuple(float(v) for v in d[:4]) for d in dets]
+
+    def for_thread(self) -> "FanBackend":
+        return self  # torch inference modules may be shared by threads
 
     def detect_batch(self, frames: np.ndarray) -> list[list[Box]]:
         import torch

@@ -295,7 +295,8 @@ class Evaluator:
             return self.faces
         b = getattr(self._local, "faces", None)
         if b is None:
-            b = self._local.faces = self._face_factory(self.s.landmarks)
+            make = getattr(self.faces, "for_thread", None)
+            b = self._local.faces = make() if make else self._face_factory(self.s.landmarks)
         return b
 
     def _map(self, fn: Callable, items: list) -> list:

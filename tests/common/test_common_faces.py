@@ -73,3 +73,22 @@ def test_unknown_backend_and_missing_fan():
     except ImportError:
         with pytest.raises(UserError, match="pip install face-alignment"):
             faces.get_backend("fan")
+
+
+def test_for_thread_shares_the_model_and_gives_the_same_landmarks(backend, face256):
+    from concurrent.futures import ThreadPoolExecutor
+
+    other = backend.for_thread()
+    assert other._predictor is backend._predictor and other._detector is not backend._detector
+    frames = [np.roll(face256, s, axis=1) for s in range(0, 24, 3)]
+    serial = [backend.landmarks(f, backend.detect(f)[0]) for f in frames]
+    workers = [backend.for_thread() for _ in range(2)]
+
+    def job(i):
+        b = workers[i % 2]
+        return b.landmarks(frames[i], b.detect(frames[i])[0])
+
+    with ThreadPoolExecutor(2) as pool:
+        threaded = list(pool.map(job, range(len(frames))))
+    for a, b in zip(serial, threaded):
+        np.testing.assert_array_equal(a, b)
