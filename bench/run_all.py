@@ -14,6 +14,14 @@ import sys
 import time
 from pathlib import Path
 
+# The goal of each ratio, from the stage issues.
+GOALS = {
+    "bench_audio": ">= 20x, equal values",
+    "bench_eval": ">= 3x (CPBD alone >= 5x), equal values",
+    "bench_pirender": ">= 0.9 on CPU",
+    "bench_recon": ">= 0.8 on CPU (peak memory 1800/300 frames <= 1.2; --detect_every 5 >= 3x at < 1 px)",
+    "bench_vico": ">= 2.5x on CPU, identical loss",
+}
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 
@@ -57,8 +65,13 @@ def main(argv=None) -> int:
         rows.append((m, last, round(time.time() - t0, 1)))
     text = ["# Benchmark results", "", f"- date: {datetime.date.today().isoformat()}",
             f"- machine: {machine(env['OMP_NUM_THREADS'])}", "- command: `make bench`", "",
-            "| benchmark | result (last line) | seconds |", "|---|---|---|"]
-    text += [f"| `{m}` | {last} | {s} |" for m, last, s in rows]
+            "| benchmark | result (last line) | goal | seconds |", "|---|---|---|---|"]
+    text += [f"| `{m}` | {last} | {GOALS.get(m, '')} | {s} |" for m, last, s in rows]
+    text += ["", "Each script prints its intermediate figures (frames/s of each side, memory, "
+             "differences) before the last line: run it alone to see them."]
+    if "GPU" not in machine(env["OMP_NUM_THREADS"]):
+        text += ["", "No CUDA GPU on this machine: CPU figures only. On a GPU machine run e.g. "
+                 "`python -m bench.bench_recon --device cuda --batch_size 32` and add its figures here."]
     args.out.write_text("\n".join(text) + "\n")
     print(f"wrote {args.out}")
     return 0 if all(not r[1].startswith("FAILED") for r in rows) else 1
