@@ -75,7 +75,7 @@ class EvaluateConfig:
     truncate: bool = False
     strict: bool = False
     overwrite: bool = False
-    device: str = "cpu"
+    device: str = "auto"
     workers: int = 2
     verbose: bool = False
 
@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truncate", action="store_true", help="score the shorter length on a frame-count mismatch")
     p.add_argument("--strict", action="store_true", help="a metric that cannot run is an error")
     p.add_argument("--overwrite", action="store_true", help="recompute even if --output exists")
-    p.add_argument("--device", default=d.device, help="cpu, cuda, cuda:N")
+    p.add_argument("--device", default=d.device, help="auto (this rank's GPU if any, else CPU), cpu, cuda, cuda:N")
     p.add_argument("--workers", type=int, default=d.workers, help="threads for face detection/landmarks")
     p.add_argument("--verbose", action="store_true")
     return p
