@@ -120,3 +120,12 @@ def test_config_registry_and_yaml(tmp_path):
     y.write_text("base: baseline_listener\nhiden_dim: 32\n")
     with pytest.raises(UserError, match=r"small.yaml: unknown listener config field\(s\) \['hiden_dim'\]"):
         resolve_config(str(y), "listener")
+
+
+def test_shipped_example_configs_build(repo_root):
+    wide = resolve_config(str(repo_root / "configs" / "vico_listener_wide.yaml"), "listener")
+    assert (wide.residual, wide.hidden_dim, wide.num_layers, wide.dropout) == (True, 192, 3, 0.2)
+    assert build_model(wide).dynam_3dmm_fc.weight.shape == (73, 192)
+    spk = resolve_config(str(repo_root / "configs" / "vico_speaker_conditioned.yaml"), "speaker")
+    assert (spk.init_conditioning, spk.residual) == (True, False)
+    build_model(spk)
