@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -140,15 +141,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log.info("%s exists; skipping (use --overwrite to recompute)", out)
             return 0
         uuids = read_uuids(cfg.anno_file)
-        settings = EvalSettings(
-            gt_video_folder=cfg.gt_video_folder, pd_video_folder=cfg.pd_video_folder, task=cfg.task,
-            gt_audio_folder=cfg.gt_audio_folder, gt_coeff_folder=cfg.gt_coeff_folder,
-            pd_coeff_folder=cfg.pd_coeff_folder, weights_dir=cfg.weights_dir,
-            inception_weights=cfg.inception_weights, arcface_weights=cfg.arcface_weights,
-            syncnet_weights=cfg.syncnet_weights, landmarks=cfg.landmarks, batch_size=cfg.batch_size,
-            fid_method=cfg.fid_method, cache_dir=None if cfg.no_cache else (cfg.cache_dir or str(out.parent / "gt_cache")),
-            truncate=cfg.truncate, device=str(info.device), workers=cfg.workers,
-            lipsync=LipSyncConfig(min_track=cfg.min_track, min_face_size=cfg.min_face_size))
+        # The engine's settings are the CLI config's fields of the same name, plus what is derived here.
+        same = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(EvalSettings) if hasattr(cfg, f.name)}
+        settings = EvalSettings(**{
+            **same, "device": str(info.device),
+            "cache_dir": None if cfg.no_cache else (cfg.cache_dir or str(out.parent / "gt_cache")),
+            "lipsync": LipSyncConfig(min_track=cfg.min_track, min_face_size=cfg.min_face_size)})
         ev = Evaluator(metrics, settings)
         if ev.unavailable:
             for m, why in ev.unavailable.items():
