@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench clean-venv
+.PHONY: install demo test test-fast bench browser clean-venv
 
 install: $(STAMP)
 
@@ -25,6 +25,12 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.run_all $(ARGS)
+
+# Headless Chromium for the report's browser test (Debian package; needs root or sudo).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
 clean-venv:
 	rm -rf $(VENV)

@@ -45,6 +45,9 @@ examples:
   # only image metrics, listener task, score a shorter prediction on its first frames
   python -m evaluation.evaluate --gt_video_folder data/gt --pd_video_folder out/pd \\
       --anno_file data/test.csv --task listener --metrics psnr,ssim,cpbd,fid --truncate
+  # motion metrics straight from generated coefficients, no videos needed (e.g. vico.eval's output)
+  python -m evaluation.evaluate --anno_file data/test.csv --task listener --metrics coeff \
+      --gt_coeff_folder data/recons --pd_coeff_folder runs/listener/recon_coeffs/test --output motion.json
   # 4 processes, videos sharded, rank 0 writes the results
   torchrun --nproc_per_node 4 -m evaluation.evaluate ... --output out/results.json
 """
@@ -52,9 +55,9 @@ examples:
 
 @dataclass
 class EvaluateConfig:
-    gt_video_folder: str
-    pd_video_folder: str
     anno_file: str
+    gt_video_folder: str | None = None
+    pd_video_folder: str | None = None
     task: str = "speaker"
     metrics: str = "default"
     gt_audio_folder: str | None = None
@@ -84,9 +87,11 @@ class EvaluateConfig:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m evaluation.evaluate", description=__doc__, epilog=EPILOG,
                                 formatter_class=HelpFormatter)
-    d = EvaluateConfig("", "", "")
-    p.add_argument("--gt_video_folder", required=True, help="ground-truth videos <uuid>.<task>.mp4")
-    p.add_argument("--pd_video_folder", required=True, help="predicted videos <uuid>.<task>.mp4")
+    d = EvaluateConfig("")
+    p.add_argument("--gt_video_folder", default=None,
+                   help="ground-truth videos <uuid>.<task>.mp4 (not needed for --metrics coeff)")
+    p.add_argument("--pd_video_folder", default=None,
+                   help="predicted videos <uuid>.<task>.mp4 (not needed for --metrics coeff)")
     p.add_argument("--anno_file", required=True, help="csv with a uuid column (test.csv)")
     p.add_argument("--task", choices=("speaker", "listener"), default=d.task)
     p.add_argument("--metrics", default=d.metrics, help="comma list of metrics/groups, 'default' or 'all'")
@@ -155,6 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if cfg.strict:
                 m, why = next(iter(ev.unavailable.items()))
                 raise UserError(f"metric {m} unavailable (--strict): {why}")
+        if not ev.active:
+            m, why = next(iter(ev.unavailable.items()))
+            raise UserError(f"no requested metric can run (first: {m} {why})")
         report = RunReport("evaluation.evaluate", cfg, out.parent)
         records: list[dict] = []
         fid_pd = GaussianStats.empty(2048) if "fid" in ev.active else None

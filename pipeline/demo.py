@@ -5,12 +5,13 @@ Re-running resumes: finished steps are skipped (``--force`` re-runs them).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
 from common.cli import parser
 from common.io import config_to_dict, run_cli, setup_logging, write_json_atomic
+from pipeline.config import DEFAULT_CONFIG, TASKS, DemoConfig, load_config
 from pipeline.runner import Runner, Step, StepFailed
 
 log = logging.getLogger("pipeline.demo")
@@ -19,114 +20,119 @@ EXAMPLES = """examples:
   python -m pipeline.demo                          # everything into outputs/demo
   python -m pipeline.demo --only synthetic         # one step
   python -m pipeline.demo --from validate --force  # re-run from a step
+  python -m pipeline.demo --config my_demo.yaml --epochs 10   # settings and paths from a file
 """
-
-
-@dataclass
-class DemoConfig:
-    out: Path = Path("outputs/demo")
-    pairs: int = 3
-    frames: int = 90
-    seed: int = 0
-    epochs: int = 3
-    weights_dir: Path = Path("weights")
-
-    @property
-    def data(self) -> Path:
-        return self.out / "data"
-
-
-# Pretrained files the demo needs; missing ones get labelled smoke-test stand-ins.
-DEMO_WEIGHTS = ("deep3dfacerecon_reconnet_resnet50", "pirender_face_generator",
-                "fid_inception_v3", "arcface_iresnet100", "syncnet_s")
-TASKS = ("speaker", "listener")
 
 
 def build_steps(cfg: DemoConfig) -> list[Step]:
     """The pipeline, in order. Each step is a stage's command line; they share only files."""
-    o, data, w = cfg.out, cfg.data, cfg.weights_dir
+    P, w = cfg.path, cfg.weights_dir
+    data, feats, metrics = P("data"), P("features"), P("metrics")
     recon_ckpt = w / "face_recon_feat0.2_augment" / "epoch_20.pth"
     pirender_ckpt = w / "pirender" / "face" / "epoch_00190_iteration_000400000_checkpoint.pt"
-    feats = o / "features"
+    generated = P("generated") / "recon_coeffs" / "test"
     steps = [
         Step("synthetic", "common.synthetic",
              ["--out", data, "--pairs", cfg.pairs, "--frames", cfg.frames, "--seed", cfg.seed],
              "synthetic ViCo dataset (real face photos animated with known motion, speech-like audio)"),
         Step("validate", "common.dataset", ["validate", data], "check files, frame counts and audio lengths"),
-        Step("weights", "common.weights", ["make-smoke", *DEMO_WEIGHTS, "--dir", w],
+        Step("weights", "common.weights", ["make-smoke", *cfg.weights, "--dir", w],
              "released weights where present under weights/, labelled smoke-test stand-ins elsewhere"),
         Step("landmarks", "Deep3DFaceRecon_pytorch.extract_kp_videos",
-             ["--input_dir", data / "videos", "--output_dir", o / "keypoints"], "68-point landmarks (dlib)"),
+             ["--input_dir", data / "videos", "--output_dir", P("keypoints")], "68-point landmarks (dlib)"),
         Step("recon", "Deep3DFaceRecon_pytorch.face_recon_videos",
-             ["--input_dir", data / "videos", "--keypoint_dir", o / "keypoints", "--output_dir", o / "recons",
+             ["--input_dir", data / "videos", "--keypoint_dir", P("keypoints"), "--output_dir", P("recons"),
               "--checkpoint", recon_ckpt], "257-d 3DMM coefficients per frame"),
         Step("audio_features", "preprocess.extract_audio_features",
-             ["--input_audio_folder", data / "audios", "--input_recons_folder", o / "recons",
+             ["--input_audio_folder", data / "audios", "--input_recons_folder", P("recons"),
               "--output_folder", feats / "audio_feats"], "45-d audio features per video frame"),
         Step("rearrange", "preprocess.rearrange_recon_coeffs",
-             ["--input_folder", o / "recons", "--output_folder", feats / "video_feats"],
+             ["--input_folder", P("recons"), "--output_folder", feats / "video_feats"],
              "coefficients re-split for vico"),
         Step("statistics", "preprocess.statistics_mean_std", [feats, "--split_csv", data / "train.csv"],
              "mean/std over the training split"),
     ]
     for task in TASKS:
         steps.append(Step(f"train_{task}", "vico.train",
-                          ["--task", task, "--data", data, "--features", feats, "--output_path", o / "vico" / task,
+                          ["--task", task, "--data", data, "--features", feats, "--output_path", P("vico") / task,
                            "--max_epochs", cfg.epochs, "--batch_size", 4, "--seed", cfg.seed],
                           f"train the {task} model ({cfg.epochs} epochs)"))
     for task in TASKS:
         steps.append(Step(f"eval_{task}", "vico.eval",
                           ["--task", task, "--data", data, "--features", feats,
-                           "--resume", o / "vico" / task / "checkpoints" / "latest",
-                           "--output_path", o / "generated", "--split_csv", "test.csv"],
+                           "--resume", P("vico") / task / "checkpoints" / "latest",
+                           "--output_path", P("generated"), "--split_csv", "test.csv"],
                           f"generate {task} coefficients for the test split"))
     steps += [
         Step("lmdb", "PIRender.prepare_vox_lmdb",
-             ["--path", data / "videos", "--coeff_3dmm_path", o / "generated" / "recon_coeffs",
-              "--out", o / "vox_lmdb"], "pack GT frames and generated coefficients into PIRender's LMDB"),
+             ["--path", data / "videos", "--coeff_3dmm_path", P("generated") / "recon_coeffs",
+              "--out", P("lmdb")], "pack GT frames and generated coefficients into PIRender's LMDB"),
         Step("render", "PIRender.inference",
-             ["--input", o / "vox_lmdb", "--checkpoint", pirender_ckpt, "--output_dir", o / "rendered",
+             ["--input", P("lmdb"), "--checkpoint", pirender_ckpt, "--output_dir", P("rendered"),
               "--audio_dir", data / "audios"], "render the generated motion as H.264 video with speech"),
         Step("landmarks_rendered", "Deep3DFaceRecon_pytorch.extract_kp_videos",
-             ["--input_dir", o / "rendered", "--output_dir", o / "rendered_keypoints"],
+             ["--input_dir", P("rendered"), "--output_dir", P("rendered_keypoints")],
              "landmarks of the rendered videos"),
         Step("recon_rendered", "Deep3DFaceRecon_pytorch.face_recon_videos",
-             ["--input_dir", o / "rendered", "--keypoint_dir", o / "rendered_keypoints",
-              "--output_dir", o / "rendered_recons", "--checkpoint", recon_ckpt],
+             ["--input_dir", P("rendered"), "--keypoint_dir", P("rendered_keypoints"),
+              "--output_dir", P("rendered_recons"), "--checkpoint", recon_ckpt],
              "3DMM coefficients re-extracted from the rendered videos"),
     ]
     for task in TASKS:
         steps.append(Step(f"metrics_{task}", "evaluation.evaluate",
-                          ["--gt_video_folder", data / "videos", "--pd_video_folder", o / "rendered",
+                          ["--gt_video_folder", data / "videos", "--pd_video_folder", P("rendered"),
                            "--anno_file", data / "test.csv", "--task", task, "--metrics", "all",
-                           "--gt_audio_folder", data / "audios", "--gt_coeff_folder", o / "recons",
-                           "--pd_coeff_folder", o / "rendered_recons", "--weights_dir", w,
-                           "--output", o / "metrics" / f"{task}.json"],
+                           "--gt_audio_folder", data / "audios", "--gt_coeff_folder", P("recons"),
+                           "--pd_coeff_folder", P("rendered_recons"), "--weights_dir", w,
+                           "--output", metrics / f"{task}.json"],
                           f"every metric of the {task} videos"))
+    # score: the model's motion against the first frame held still, ranked as the challenge ranked
+    for task in TASKS:
+        static = P("baselines") / "static"
+        motion = {"vico": generated, "static": static / "recon_coeffs" / "test"}
+        steps.append(Step(f"static_{task}", "vico.baseline",
+                          ["--task", task, "--gt_coeff_folder", P("recons"), "--split_csv", data / "test.csv",
+                           "--output_path", static], f"reference {task} motion: the first frame held still"))
+        for entry, folder in motion.items():
+            steps.append(Step(f"motion_{entry}_{task}", "evaluation.evaluate",
+                              ["--anno_file", data / "test.csv", "--task", task, "--metrics", "coeff",
+                               "--gt_coeff_folder", P("recons"), "--pd_coeff_folder", folder, "--no_cache",
+                               "--output", metrics / f"motion_{entry}_{task}.json"],
+                              f"motion metrics of the {entry} {task} coefficients"))
+        steps.append(Step(f"score_{task}", "evaluation.score",
+                          [*(metrics / f"motion_{e}_{task}.json" for e in motion), "--names", *motion,
+                           "--output", metrics / f"score_{task}.md", "--json", metrics / f"score_{task}.json"],
+                          f"rank the {task} model against the still head"))
+    steps.append(Step("report", "pipeline.report", ["--run", cfg.out],
+                      f"the HTML report: {cfg.path('report')}"))
     return steps
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = parser("pipeline.demo", __doc__, EXAMPLES)
-    ap.add_argument("--out", type=Path, default=DemoConfig.out, help="run folder")
-    ap.add_argument("--pairs", type=int, default=DemoConfig.pairs, help="speaker/listener pairs to synthesise")
-    ap.add_argument("--frames", type=int, default=DemoConfig.frames, help="frames per video (30 fps)")
-    ap.add_argument("--seed", type=int, default=DemoConfig.seed, help="synthetic data seed")
-    ap.add_argument("--epochs", type=int, default=DemoConfig.epochs, help="vico training epochs")
-    ap.add_argument("--weights_dir", type=Path, default=DemoConfig.weights_dir,
-                    help="released weights are used from here; missing ones get smoke-test stand-ins")
+    ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
+                    help="YAML with the demo's settings and paths; the flags below override it")
+    ap.add_argument("--out", type=Path, default=None, help="run folder (config: out)")
+    ap.add_argument("--pairs", type=int, default=None, help="speaker/listener pairs to synthesise (config: pairs)")
+    ap.add_argument("--frames", type=int, default=None, help="frames per video, 30 fps (config: frames)")
+    ap.add_argument("--seed", type=int, default=None, help="synthetic data seed (config: seed)")
+    ap.add_argument("--epochs", type=int, default=None, help="vico training epochs (config: epochs)")
+    ap.add_argument("--weights_dir", type=Path, default=None,
+                    help="released weights are used from here; missing ones get smoke-test stand-ins "
+                         "(config: weights_dir)")
     ap.add_argument("--from", dest="start", default=None, help="start at this step")
     ap.add_argument("--only", action="append", default=[], help="run only this step (repeatable)")
     ap.add_argument("--force", action="store_true", help="re-run steps that are already done")
     ap.add_argument("--list", action="store_true", help="list the steps and exit")
     args = ap.parse_args(argv)
     setup_logging()
-    cfg = DemoConfig(out=args.out, pairs=args.pairs, frames=args.frames, seed=args.seed, epochs=args.epochs,
-                     weights_dir=args.weights_dir)
+    overrides = {k: getattr(args, k) for k in ("out", "pairs", "frames", "seed", "epochs", "weights_dir")
+                 if getattr(args, k) is not None}
+    cfg = replace(load_config(args.config), **overrides)
     runner = Runner(cfg.out, build_steps(cfg))
     if args.list:
         for s in runner.steps:
-            print(f"{s.name:12s} python -m {s.module} {' '.join(map(str, s.args))}")
+            print(f"{s.name:20s} python -m {s.module} {' '.join(map(str, s.args))}")
         return 0
     steps = runner.select(args.start, args.only)
     write_json_atomic(cfg.out / "demo_config.json", config_to_dict(cfg))
@@ -137,8 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     write_json_atomic(cfg.out / "demo_steps.json", results)
     log.info("demo finished: %s", ", ".join(f"{r['step']} ({r['status']})" for r in results))
+    log.info("report: %s", cfg.path("report"))
     return 0
-
 
 if __name__ == "__main__":
     run_cli(main)

@@ -74,8 +74,8 @@ def parse_metrics(spec: str) -> list[str]:
 class EvalSettings:
     """What the evaluator needs beyond the metric list (filled from the CLI config)."""
 
-    gt_video_folder: str
-    pd_video_folder: str
+    gt_video_folder: str | None
+    pd_video_folder: str | None
     task: str = "speaker"
     gt_audio_folder: str | None = None
     gt_coeff_folder: str | None = None
@@ -151,6 +151,8 @@ class Evaluator:
                     reason = "needs --gt_audio_folder"
             if m in GROUPS["coeff"] and not (s.gt_coeff_folder and s.pd_coeff_folder):
                 reason = "needs --gt_coeff_folder and --pd_coeff_folder"
+            if m not in GROUPS["coeff"] and not (s.gt_video_folder and s.pd_video_folder):
+                reason = "needs --gt_video_folder and --pd_video_folder"
             if reason:
                 self.unavailable[m] = reason
 
@@ -189,6 +191,8 @@ class Evaluator:
     def evaluate_video(self, uuid: str) -> VideoResult:
         """Score one GT/predicted pair; UserError (one line, naming the file) on bad input."""
         act = set(self.active)
+        if act <= set(GROUPS["coeff"]):  # motion metrics only: the coefficient files are the input
+            return self._coeff_only(uuid, act)
         gt_path, pd_path = self.video_paths(uuid)
         for p in (gt_path, pd_path):
             if not p.is_file():
@@ -284,6 +288,13 @@ class Evaluator:
                 self._coeff_metrics(uuid, rec, out, act)
             except UserError as e:
                 rec.setdefault("errors", []).append(f"coefficients: {e}")
+        return out
+
+    def _coeff_only(self, uuid: str, act: set) -> VideoResult:
+        rec: dict[str, Any] = {"uuid": uuid}
+        out = VideoResult(rec)
+        self._coeff_metrics(uuid, rec, out, act)  # a bad file fails the clip: it is the only input
+        rec["n_frames"] = len(out.coeff_pd)
         return out
 
     def _inception(self, frames: np.ndarray) -> np.ndarray:

@@ -282,3 +282,36 @@ def test_score_cli(tiny, run_cli, tmp_path):
     bad.write_text("{")
     p = run_cli("evaluation.score", a, bad)
     assert p.returncode == 2 and p.stderr.strip().startswith("error:") and str(bad) in p.stderr
+
+
+def test_motion_metrics_from_coefficients_alone(run_cli, tmp_path):
+    """--metrics coeff needs no videos: the .mat files are the input; numbers equal the definition."""
+    from common.artifacts import save_recon_mat
+
+    rng = np.random.default_rng(3)
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "test.csv").write_text("video_id,uuid,speaker_id,listener_id\nv,a,1,2\nv,b,1,2\n")
+    gts, pds = {}, {}
+    for u in ("a", "b"):
+        gts[u], pds[u] = rng.normal(size=(20, 257)).astype(np.float32), rng.normal(size=(20, 257)).astype(np.float32)
+        tp = np.tile([256.0, 256.0, 1.0, 0.0, 0.0], (20, 1))
+        save_recon_mat(tmp_path / "gt" / f"{u}.listener.mat", gts[u], tp)
+        save_recon_mat(tmp_path / "pd" / f"{u}.listener.mat", pds[u], tp)
+    out = tmp_path / "motion.json"
+    p = run_cli("evaluation.evaluate", "--anno_file", tmp_path / "test.csv", "--task", "listener",
+                "--metrics", "coeff", "--gt_coeff_folder", tmp_path / "gt", "--pd_coeff_folder", tmp_path / "pd",
+                "--output", out)
+    assert p.returncode == 0, p.stderr[-2000:]
+    res = json.loads(out.read_text())["results"]
+    exp = np.mean([np.abs(pds[u][:, 80:144] - gts[u][:, 80:144]).mean() for u in "ab"])
+    pose = np.mean([np.abs(np.concatenate([pds[u][:, 224:227] - gts[u][:, 224:227],
+                                           pds[u][:, 254:257] - gts[u][:, 254:257]], 1)).mean() for u in "ab"])
+    assert res["expL1"] == pytest.approx(exp, rel=1e-6) and res["poseL1"] == pytest.approx(pose, rel=1e-6)
+    assert res["expFD"] > 0 and res["poseFD"] > 0
+
+    # a video metric without video folders is one clear error
+    p = run_cli("evaluation.evaluate", "--anno_file", tmp_path / "test.csv", "--metrics", "psnr",
+                "--output", tmp_path / "x.json")
+    assert p.returncode == 2
+    assert p.stderr.strip().splitlines()[-1] == ("error: no requested metric can run "
+                                                 "(first: psnr needs --gt_video_folder and --pd_video_folder)")

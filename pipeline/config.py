@@ -1,0 +1,98 @@
+"""The demo's configuration: its settings and every path it reads or writes.
+
+``configs/demo.yaml`` lists them; command-line flags override it; the resolved config is saved
+as ``<out>/demo_config.json``, which the report reads to find the run's artifacts.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from common.io import UserError, read_json
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO / "configs" / "demo.yaml"
+TASKS = ("speaker", "listener")
+
+
+@dataclass
+class DemoPaths:
+    """Artifact folders, relative to the run folder ``out`` (absolute paths are kept as they are)."""
+
+    data: str = "data"                              # synthetic dataset (videos/, audios/, *.csv)
+    keypoints: str = "keypoints"                    # 68-point landmarks of the GT videos
+    recons: str = "recons"                          # GT 3DMM coefficients <uuid>.<role>.mat
+    features: str = "features"                      # audio_feats/, video_feats/, mean/std
+    vico: str = "vico"                              # vico training runs, one folder per task
+    generated: str = "generated"                    # vico.eval output: recon_coeffs/test/
+    baselines: str = "baselines"                    # reference motion to score against
+    lmdb: str = "vox_lmdb"                          # PIRender's LMDB
+    rendered: str = "rendered"                      # rendered mp4 with speech
+    rendered_keypoints: str = "rendered_keypoints"  # landmarks of the rendered videos
+    rendered_recons: str = "rendered_recons"        # coefficients re-extracted from the renders
+    metrics: str = "metrics"                        # evaluation results and scores
+    report: str = "report.html"                     # the HTML report (assets in report_assets/)
+
+
+@dataclass
+class DemoConfig:
+    out: Path = Path("outputs/demo")
+    pairs: int = 3
+    frames: int = 90
+    seed: int = 0
+    epochs: int = 3
+    weights_dir: Path = Path("weights")
+    # pretrained files the demo needs; missing ones get labelled smoke-test stand-ins
+    weights: tuple[str, ...] = ("deep3dfacerecon_reconnet_resnet50", "pirender_face_generator",
+                                "fid_inception_v3", "arcface_iresnet100", "syncnet_s")
+    paths: DemoPaths = field(default_factory=DemoPaths)
+
+    def path(self, name: str) -> Path:
+        """The run's artifact ``name`` (a DemoPaths field) as a path."""
+        p = Path(getattr(self.paths, name))
+        return p if p.is_absolute() else self.out / p
+
+
+def config_from_dict(raw: dict[str, Any], source: str) -> DemoConfig:
+    """A DemoConfig from a YAML/JSON mapping; unknown keys are a one-line error naming ``source``."""
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: expected a mapping of demo settings")
+    known = {f.name for f in dataclasses.fields(DemoConfig)}
+    unknown = sorted(set(raw) - known)
+    paths_raw = raw.get("paths") or {}
+    unknown += [f"paths.{k}" for k in sorted(set(paths_raw) - {f.name for f in dataclasses.fields(DemoPaths)})]
+    if unknown:
+        raise UserError(f"{source}: unknown setting(s) {', '.join(unknown)}")
+    kw: dict[str, Any] = {k: v for k, v in raw.items() if k != "paths"}
+    for k in ("out", "weights_dir"):
+        if k in kw:
+            kw[k] = Path(kw[k])
+    if "weights" in kw:
+        kw["weights"] = tuple(kw["weights"])
+    return DemoConfig(**kw, paths=DemoPaths(**{k: str(v) for k, v in paths_raw.items()}))
+
+
+def load_config(path: str | Path = DEFAULT_CONFIG) -> DemoConfig:
+    """Read a demo config (YAML, or the JSON a run saved)."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p}: demo config not found")
+    if p.suffix == ".json":
+        return config_from_dict(read_json(p), str(p))
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{p}: not valid YAML ({' '.join(str(e).split())})") from None
+    return config_from_dict(raw, str(p))
+
+
+def run_config(run_dir: str | Path) -> DemoConfig:
+    """The resolved config a demo run saved in ``<run_dir>/demo_config.json``."""
+    p = Path(run_dir) / "demo_config.json"
+    if not p.is_file():
+        raise UserError(f"{p}: not found; is {run_dir} a demo run folder (python -m pipeline.demo --out ...)?")
+    return load_config(p)
