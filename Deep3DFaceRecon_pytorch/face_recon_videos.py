@@ -49,6 +49,7 @@ class ReconConfig:
     gpu_align: bool = False
     overwrite: bool = False
     threads: int = 0
+    allow_no_face: bool = False
 
 
 EPILOG = """\
@@ -87,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu_align", action="store_true",
                    help="align the crops on the device with a batched bicubic resampler (approximate: "
                         "differs from the upstream PIL crops by at most 1 grey level on few pixels)")
+    p.add_argument("--allow_no_face", action="store_true",
+                   help="a video with no face in any frame gets the fallback crop in every frame (the "
+                        "original's behaviour) instead of failing; for scoring generated videos")
     p.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
     p.add_argument("--threads", type=int, default=ReconConfig.threads,
                    help="torch CPU threads per process (0: cores / processes)")
@@ -175,7 +179,7 @@ def run(cfg: ReconConfig, info: dist.DistInfo, net: ReconNet) -> RunReport:
         return report
     collector = _Collector(todo, report)
     use_gpu_align = cfg.gpu_align
-    batches = iter_batches(todo, cfg.batch_size, keep_frames=use_gpu_align)
+    batches = iter_batches(todo, cfg.batch_size, keep_frames=use_gpu_align, allow_no_face=cfg.allow_no_face)
     if info.device.type == "cuda":
         # Prepare the next batches while the GPU works. Not on CPU: there the network already
         # uses every core and a competing thread slows its OpenMP workers more than it saves.

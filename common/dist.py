@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.distributed as tdist
 
+from common.io import UserError
+
 if TYPE_CHECKING:
     from common.io import RunReport
 
@@ -44,7 +46,14 @@ def pick_device(device: str | None = None, local_rank: int = 0) -> torch.device:
         if torch.cuda.is_available():
             return torch.device("cuda", local_rank % torch.cuda.device_count())
         return torch.device("cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"--device {device}: not a device (use auto, cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():  # else a traceback deep in torch
+        raise UserError(f"--device {device}: CUDA is not available here (torch {torch.__version__}, "
+                        f"CUDA build: {torch.version.cuda or 'none'}); use --device cpu, or install a CUDA build "
+                        "of torch and check nvidia-smi / CUDA_VISIBLE_DEVICES")
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
     return dev

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import logging
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -55,13 +57,16 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success, delete it on error.
 
     The temporary name keeps the extension (``suffix`` overrides it) so that writers which pick a
-    format from the extension (PyAV, savemat, np.save) behave as for the final name.
+    format from the extension (PyAV, savemat, np.save) behave as for the final name. Temporary
+    files of ``path`` left by a killed earlier run (SIGKILL, power loss) are deleted first; one
+    output is written by one process at a time (ranks write disjoint outputs).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ext = path.suffix if suffix is None else suffix
+    _remove_stale_temps(path, ext)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{ext}", dir=path.parent)
-    os.close(fd)
+    _try_lock(fd)  # held while writing: marks the temporary file as in use (released at death)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
@@ -70,6 +75,40 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+    finally:
+        os.close(fd)
+
+
+def _try_lock(fd: int) -> bool:
+    """An exclusive advisory lock on ``fd`` without waiting; True if taken (or unsupported)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, stale files are then always removable
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _remove_stale_temps(path: Path, ext: str) -> None:
+    """Delete ``.<stem>.XXXXXXXX.tmp<ext>`` (mkstemp's 8 random characters) beside ``path`` that no
+    live writer holds locked. The exact pattern leaves other outputs' files (``<stem>.b``) alone."""
+    pattern = re.compile(re.escape(f".{path.stem}.") + r"[a-z0-9_]{8}" + re.escape(f".tmp{ext}"))
+    for p in path.parent.glob(f".{glob.escape(path.stem)}.*.tmp*"):
+        if not pattern.fullmatch(p.name):
+            continue
+        try:
+            fd = os.open(p, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            if _try_lock(fd):
+                log.info("removing %s, left by an interrupted earlier run", p)
+                p.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
 
 
 def _umask() -> int:

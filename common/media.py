@@ -270,6 +270,28 @@ def audio_duration(path: str | os.PathLike) -> float:
         return n / s.rate
 
 
+def load_audio_track(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """The first audio stream of a media file (e.g. the speech of an mp4) as float64 mono in
+    [-1, 1] at the stream's rate; MediaError when there is none or it holds no samples."""
+    with _open(path) as c:
+        if not c.streams.audio:
+            raise MediaError(f"{path}: no audio track")
+        s = c.streams.audio[0]
+        rate = int(s.rate or s.codec_context.sample_rate or 0)
+        mono = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        chunks: list[np.ndarray] = []
+        try:
+            for frame in c.decode(s):
+                chunks += [f.to_ndarray().reshape(-1) for f in mono.resample(frame)]
+            chunks += [f.to_ndarray().reshape(-1) for f in mono.resample(None)]
+        except av.error.FFmpegError as e:
+            raise MediaError(f"{path}: audio decoding failed ({_reason(e)})") from None
+    x = np.concatenate(chunks).astype(np.float64) if chunks else np.zeros(0)
+    if x.size == 0:
+        raise MediaError(f"{path}: audio track has no samples")
+    return np.clip(x, -1.0, 1.0), rate
+
+
 def load_audio(path: str | os.PathLike, sr: int | None = None) -> tuple[np.ndarray, int]:
     """Read a sound file as float64 mono in [-1, 1] (channels averaged); resample to ``sr`` if given."""
     p = Path(path)

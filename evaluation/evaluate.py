@@ -139,6 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(cfg.output)
     per_video = Path(cfg.per_video) if cfg.per_video else out.with_name(out.stem + ".videos.jsonl")
     metrics = parse_metrics(cfg.metrics)
+    for flag in ("gt_video_folder", "pd_video_folder", "gt_audio_folder", "gt_coeff_folder", "pd_coeff_folder"):
+        folder = getattr(cfg, flag)
+        if folder is not None and not Path(folder).is_dir():  # not one 'video not found' per video
+            raise UserError(f"{folder}: folder not found (--{flag})")
     info = init_dist(cfg.device)
     try:
         if out.is_file() and not cfg.overwrite:

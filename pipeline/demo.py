@@ -75,8 +75,8 @@ def build_steps(cfg: DemoConfig) -> list[Step]:
              "landmarks of the rendered videos"),
         Step("recon_rendered", "Deep3DFaceRecon_pytorch.face_recon_videos",
              ["--input_dir", P("rendered"), "--keypoint_dir", P("rendered_keypoints"),
-              "--output_dir", P("rendered_recons"), "--checkpoint", recon_ckpt],
-             "3DMM coefficients re-extracted from the rendered videos"),
+              "--output_dir", P("rendered_recons"), "--checkpoint", recon_ckpt, "--allow_no_face"],
+             "3DMM coefficients re-extracted from the rendered videos (every video scored, as the original)"),
     ]
     for task in TASKS:
         steps.append(Step(f"metrics_{task}", "evaluation.evaluate",

@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"model config for original-format checkpoints (ours carry their own): {', '.join(CONFIGS)} or YAML")
     p.add_argument("--batch_size", type=int, default=8, help="clips per forward pass")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    p.add_argument("--still_roles", nargs="+", choices=TASKS, default=[],
+                   help="roles filmed as one still image: their single-frame video features are held "
+                        "for the whole clip (pipeline.generate uses this for a photo)")
     p.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
@@ -104,7 +107,7 @@ def _eval(args: argparse.Namespace, info) -> int:
         clips, outs = [], []
         for uuid, out in chunk:
             try:
-                clips.append(load_clip(fdir, uuid, stats, cfg.audio_dim))
+                clips.append(load_clip(fdir, uuid, stats, cfg.audio_dim, args.still_roles))
                 outs.append(out)
             except UserError as e:
                 report.fail(uuid, e)

@@ -118,8 +118,11 @@ class _Builder:
 
 
 def iter_batches(jobs: Sequence[VideoJob], batch_size: int, keep_frames: bool = False,
-                 decode_chunk: int = 16) -> Iterator[Batch]:
-    """Aligned batches over all ``jobs`` in order (see :class:`Batch`); single-threaded."""
+                 decode_chunk: int = 16, allow_no_face: bool = False) -> Iterator[Batch]:
+    """Aligned batches over all ``jobs`` in order (see :class:`Batch`); single-threaded.
+
+    A video without a face in any frame fails, unless ``allow_no_face`` (the original: every
+    frame gets the fallback crop)."""
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
     bld = _Builder(batch_size, keep_frames)
@@ -129,6 +132,9 @@ def iter_batches(jobs: Sequence[VideoJob], batch_size: int, keep_frames: bool = 
     for job_id, job in enumerate(jobs):
         try:
             lms = load_keypoints(job.keypoints)  # (N,68,2) float64, y down
+            if (lms == -1).all() and not allow_no_face:  # single faceless frames: the fallback crop
+                raise UserError(f"{job.keypoints}: no face detected in any of the {len(lms)} frames of "
+                                f"{job.video} (all landmarks -1)")
             n = 0
             for chunk in iter_media_frames(job.video, batch_size=decode_chunk):
                 for frame in chunk:

@@ -82,12 +82,27 @@ def open_env(path: str | os.PathLike, write: bool = False):
     try:
         if write:
             p.mkdir(parents=True, exist_ok=True)
-            return lmdb.open(str(p), map_size=MAP_SIZE, readahead=False, meminit=False, map_async=True)
-        if not (p / "data.mdb").is_file():
-            raise UserError(f"{p}: not an LMDB folder (no data.mdb)")
-        return lmdb.open(str(p), readonly=True, lock=False, readahead=False, meminit=False, max_readers=256)
+            env = lmdb.open(str(p), map_size=MAP_SIZE, readahead=False, meminit=False, map_async=True)
+        else:
+            if not (p / "data.mdb").is_file():
+                raise UserError(f"{p}: not an LMDB folder (no data.mdb)")
+            env = lmdb.open(str(p), readonly=True, lock=False, readahead=False, meminit=False,
+                            max_readers=256)
     except lmdb.Error as e:
         raise UserError(f"{p}: cannot open LMDB ({e})") from None
+    _check_not_truncated(env, p)
+    return env
+
+
+def _check_not_truncated(env, p: Path) -> None:
+    """A data.mdb shorter than the pages its header says are in use (a copy cut short, a full
+    disk) would kill the reader with SIGBUS when it touches the missing pages: refuse it here."""
+    need = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+    have = (p / "data.mdb").stat().st_size
+    if have < need:
+        env.close()
+        raise UserError(f"{p / 'data.mdb'}: truncated LMDB ({have} bytes, its header says {need}); "
+                        "delete the folder and re-run PIRender.prepare_vox_lmdb, or copy the file again")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -134,8 +134,12 @@ def load_video_feats(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return d[DYN_KEY].astype(np.float64), d[FIXED_KEY].astype(np.float64)
 
 
-def load_clip(features: Path, uuid: str, stats: FeatureStats, audio_dim: int) -> ClipFeatures:
-    """Load and normalise one clip (audio and both roles); UserError naming the bad file."""
+def load_clip(features: Path, uuid: str, stats: FeatureStats, audio_dim: int,
+              still_roles: Sequence[str] = ()) -> ClipFeatures:
+    """Load and normalise one clip (audio and both roles); UserError naming the bad file.
+
+    A role in ``still_roles`` (filmed as one still image) may have single-frame video features:
+    that frame is held for the whole clip."""
     ap = features / "audio_feats" / f"{uuid}.npy"
     if not ap.is_file():
         raise UserError(f"{ap}: audio features not found")
@@ -152,6 +156,8 @@ def load_clip(features: Path, uuid: str, stats: FeatureStats, audio_dim: int) ->
         if not vp.is_file():
             raise UserError(f"{vp}: video features of the {role} not found")
         d, f = load_video_feats(vp)
+        if role in still_roles and len(d) == 1:
+            d, f = np.repeat(d, n, axis=0), np.repeat(f, n, axis=0)
         if len(d) != n:
             raise UserError(f"{vp}: {len(d)} frames but the audio features {ap.name} have {n}")
         dyn[role], raw[role], fixed[role] = stats.norm_dyn(d), d.astype(np.float32), f.astype(np.float32)

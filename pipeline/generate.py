@@ -1,0 +1,480 @@
+"""Generate a talking head or a listening head video from one still image.
+
+Talking head (the speaker task): a face photo and a speech recording give a video of that face
+speaking, with the speech as its sound track. Listening head (the listener task): a video of a
+speaker (its audio track and its motion) and a photo of the listener give a video of that
+listener reacting to the speaker.
+
+A tiny one-clip dataset in the ViCo layout is built in a work folder and every stage runs through
+its own command line, as in the demo: landmarks and 3DMM coefficients of the photo (and of the
+speaker video), audio features, vico motion with the trained checkpoint, PIRender frames with
+the photo as the reference frame, muxed with the speech. The output has round(audio seconds x
+30) frames at 256x256 (listening head: the speaker video's frames), H.264 with AAC audio; the
+resolved settings are saved next to it as OUT.json.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from common.cli import parser
+from common.dataset import Clip, audio_path, clip_name, video_path, write_index
+from common.io import (UserError, atomic_path, config_to_dict, read_json, run_cli, setup_logging,
+                       write_json_atomic)
+from common.media import (FPS, MediaError, VideoWriter, iter_frames, load_audio, load_audio_track,
+                          probe_video, write_wav)
+from pipeline.runner import REPO, Runner, Step, StepFailed
+
+log = logging.getLogger("pipeline.generate")
+
+EXAMPLES = """examples:
+  # talking head: one face photo + speech (speaker model)
+  python -m pipeline.generate --audio speech.wav --image face.png --out talking.mp4 \\
+      --checkpoint runs/speaker/checkpoints/latest
+  # listening head: a speaker video with sound + a photo of the listener (listener model)
+  python -m pipeline.generate --speaker_video speaker.mp4 --listener_image face.png \\
+      --out listening.mp4 --checkpoint runs/listener/checkpoints/latest
+  # the demo's models, statistics given explicitly, on a GPU
+  python -m pipeline.generate --audio speech.wav --image face.png --out out/talking.mp4 \\
+      --checkpoint outputs/demo/vico/speaker/checkpoints/latest --stats outputs/demo/features --device cuda
+
+The work folder (default: <OUT stem>_work/ next to OUT) keeps the one-clip dataset, every
+stage's output and logs/<step>.log; it is cleared at the start of each run.
+"""
+
+UUID = "generated"        # the one clip of the work dataset
+SIZE = 256                # ViCo frames are 256x256
+STATS_FILES = ("audio_feats_mean_std.bin", "video_feats_mean_std.bin")
+RECON_WEIGHTS = "deep3dfacerecon_reconnet_resnet50"
+PIRENDER_WEIGHTS = "pirender_face_generator"
+WORK_MARKER = ".pipeline_generate"
+SILENCE_PEAK = 1.0 / 32768  # below one 16-bit step: the file holds no sound
+
+
+@dataclass
+class GenerateConfig:
+    """Resolved settings of one run (saved as OUT.json). Paths are absolute."""
+
+    task: str                              # speaker (talking head) or listener (listening head)
+    out: Path
+    checkpoint: Path                       # vico checkpoint of ``task``
+    audio: Path | None = None              # speaker task: the speech
+    image: Path | None = None              # speaker task: the face
+    speaker_video: Path | None = None      # listener task: speaker video with its audio track
+    listener_image: Path | None = None     # listener task: the listener's face
+    work_dir: Path | None = None           # default: <out stem>_work next to out
+    weights_dir: Path | None = None        # default: $VICO_WEIGHTS_DIR or <repo>/weights
+    recon_checkpoint: Path | None = None   # default: the registry place under weights_dir
+    pirender_checkpoint: Path | None = None
+    stats: Path | None = None              # folder with the mean/std files; default: the training run's
+    feature_set: str | None = None         # audio features; default: as recorded with the statistics
+    device: str = "auto"
+    fps: int = FPS
+    clean: bool = False                    # remove the work folder after success
+
+    @property
+    def face(self) -> Path:
+        return self.image if self.task == "speaker" else self.listener_image
+
+
+# ---------------------------------------------------------------------------------------------
+# Resolving the settings
+# ---------------------------------------------------------------------------------------------
+
+def _abs(p: str | os.PathLike | None) -> Path | None:
+    return None if p is None else Path(p).expanduser().resolve()
+
+
+def _weights(name: str, given: Path | None, root: Path, flag: str) -> Path:
+    """The weights file (given or its default place under ``root``); one-line error when missing."""
+    from common.weights import get_spec
+
+    spec = get_spec(name)
+    p = given if given is not None else spec.default_file(root)
+    if p.is_dir() and (p / spec.filename).is_file():
+        p = p / spec.filename
+    if not p.is_file():
+        raise UserError(f"missing weights file {p} ({spec.description}): obtain {spec.filename} from "
+                        f"{spec.source} and put it there, or pass {flag} PATH (or --weights_dir DIR)")
+    return p
+
+
+def run_dir_of(checkpoint: Path) -> Path:
+    """The vico training run folder of a checkpoint file, its ``latest`` pointer or a folder."""
+    if checkpoint.is_dir():
+        return checkpoint.parent if checkpoint.name == "checkpoints" else checkpoint
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+
+
+def _has_stats(folder: Path) -> bool:
+    return all((folder / f).is_file() for f in STATS_FILES)
+
+
+def resolve_stats(checkpoint: Path, stats: Path | None) -> Path:
+    """The folder holding the mean/std files the model was trained with: ``stats`` if given, else
+    the features folder recorded in the training run's run.json (vico.train writes it)."""
+    need = " and ".join(STATS_FILES)
+    if stats is not None:
+        for f in STATS_FILES:
+            if not (stats / f).is_file():
+                raise UserError(f"{stats / f}: not found (--stats must be the features folder holding {need})")
+        return stats
+    run_json = run_dir_of(checkpoint) / "run.json"
+    hint = f"pass --stats FEATURES_DIR (the features folder the model was trained on, holding {need})"
+    if not run_json.is_file():
+        raise UserError(f"{checkpoint}: cannot tell which statistics it was trained with (no {run_json}); {hint}")
+    train = (read_json(run_json).get("config") or {}).get("train") or {}
+    if not isinstance(train, dict) or not (train.get("features") or train.get("data")):
+        raise UserError(f"{run_json}: no training features folder recorded; {hint}")
+    rel = Path(train["features"]) if train.get("features") else Path(train["data"]) / "features"
+    tried = [rel] if rel.is_absolute() else [Path.cwd() / rel, REPO / rel, run_json.parent / rel]
+    for cand in tried:
+        if _has_stats(cand):
+            return cand.resolve()
+    raise UserError(f"{run_json}: the training features folder {rel} (holding {need}) is not found; {hint}")
+
+
+def recorded_feature_set(stats: Path) -> str | None:
+    """The audio feature set recorded with the training features (None when not recorded)."""
+    p = stats / "audio_feats" / "feature_set.json"
+    if not p.is_file():
+        return None
+    d = read_json(p)
+    return d.get("feature_set") if isinstance(d, dict) else None
+
+
+def resolve(cfg: GenerateConfig) -> GenerateConfig:
+    """Check the inputs (one-line errors naming the file) and fill in every default."""
+    if cfg.out.suffix.lower() != ".mp4":
+        raise UserError(f"{cfg.out}: the output must be an .mp4 file")
+    inputs = ((cfg.audio, "--audio"), (cfg.image, "--image")) if cfg.task == "speaker" else \
+        ((cfg.speaker_video, "--speaker_video"), (cfg.listener_image, "--listener_image"))
+    for p, flag in inputs:
+        if not p.is_file():
+            raise UserError(f"{p}: file not found ({flag})")
+    if not cfg.checkpoint.exists():
+        raise UserError(f"{cfg.checkpoint}: vico checkpoint not found (--checkpoint)")
+    if cfg.work_dir is None:
+        cfg.work_dir = cfg.out.parent / f"{cfg.out.stem}_work"
+    if cfg.work_dir == cfg.out.parent or cfg.work_dir in cfg.out.parents:
+        raise UserError(f"{cfg.out}: the output must not be inside the work folder {cfg.work_dir} (it is cleared)")
+    if cfg.weights_dir is None:
+        from common.weights import weights_dir
+
+        cfg.weights_dir = weights_dir().resolve()
+    cfg.recon_checkpoint = _weights(RECON_WEIGHTS, cfg.recon_checkpoint, cfg.weights_dir, "--recon_checkpoint")
+    cfg.pirender_checkpoint = _weights(PIRENDER_WEIGHTS, cfg.pirender_checkpoint, cfg.weights_dir,
+                                       "--pirender_checkpoint")
+    cfg.stats = resolve_stats(cfg.checkpoint, cfg.stats)
+    if cfg.feature_set is None:
+        cfg.feature_set = recorded_feature_set(cfg.stats) or "vico45"
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# The one-clip work dataset
+# ---------------------------------------------------------------------------------------------
+
+def to_square(frame: np.ndarray, size: int = SIZE) -> np.ndarray:
+    """(H, W, 3) uint8 -> (size, size, 3): centre-cropped to a square, resized (Lanczos)."""
+    from PIL import Image
+
+    h, w = frame.shape[:2]
+    if (h, w) == (size, size):
+        return frame
+    s = min(h, w)
+    y0, x0 = (h - s) // 2, (w - s) // 2
+    im = Image.fromarray(np.ascontiguousarray(frame[y0:y0 + s, x0:x0 + s]))
+    return np.asarray(im.resize((size, size), Image.LANCZOS))
+
+
+def read_face(path: Path) -> np.ndarray:
+    """The face photo as 256x256 RGB uint8 (MediaError naming the file when unreadable)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            rgb = np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise MediaError(f"{path}: cannot read as an image ({' '.join(str(e).split())})") from None
+    if min(rgb.shape[:2]) < 32:
+        raise MediaError(f"{path}: image is {rgb.shape[1]}x{rgb.shape[0]}, too small for a face")
+    return to_square(rgb)
+
+
+def write_still_video(path: Path, frame: np.ndarray, n: int, fps: int) -> None:
+    """``frame`` repeated ``n`` times as an H.264 video (PIRender's reference frames)."""
+    batch = np.repeat(frame[None], min(n, 30), axis=0)
+    with VideoWriter(path, fps=fps) as w:
+        for start in range(0, n, len(batch)):
+            w.write(batch[: n - start])
+
+
+def copy_video_square(src: Path, dst: Path, fps: int) -> int:
+    """Re-encode ``src`` at 256x256 (centre-cropped, resized) without its sound; returns frames."""
+    with VideoWriter(dst, fps=fps) as w:
+        for batch in iter_frames(src, batch_size=32):
+            w.write(np.stack([to_square(f) for f in batch]))
+    return w.n_frames
+
+
+def _check_sound(samples: np.ndarray, path: Path) -> None:
+    peak = float(np.max(np.abs(samples)))
+    if not np.isfinite(peak):
+        raise MediaError(f"{path}: audio contains NaN or infinite samples")
+    if peak < SILENCE_PEAK:
+        raise MediaError(f"{path}: audio is silent (peak {peak:.2e})")
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def prepare_work_dir(work: Path) -> None:
+    """Start from an empty work folder; refuse to clear a folder that is not ours."""
+    marker = work / WORK_MARKER
+    if work.exists():
+        if not work.is_dir():
+            raise UserError(f"{work}: exists and is not a folder (--work_dir)")
+        if any(work.iterdir()) and not marker.is_file():
+            raise UserError(f"{work}: exists and is not a pipeline.generate work folder; "
+                            "pass another --work_dir or remove it")
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    marker.write_text("created by python -m pipeline.generate; cleared by each run\n")
+
+
+@dataclass
+class Inputs:
+    """The user's inputs, read and checked before anything is written."""
+
+    face: np.ndarray      # (256, 256, 3) uint8
+    samples: np.ndarray   # speech, float64 mono
+    sr: int
+    source: Path          # where the speech comes from
+
+
+def read_inputs(cfg: GenerateConfig) -> Inputs:
+    """Read the photo and the speech; MediaError naming the file for a bad one."""
+    face = read_face(cfg.face)
+    if cfg.task == "speaker":
+        samples, sr = load_audio(cfg.audio)
+        source = cfg.audio
+        if round(len(samples) / sr * cfg.fps) < 2:
+            raise MediaError(f"{source}: audio lasts {len(samples) / sr:.3f} s, shorter than two video "
+                             f"frames at {cfg.fps} fps")
+    else:
+        info = probe_video(cfg.speaker_video)
+        if abs(info.fps - cfg.fps) > 0.01:
+            raise MediaError(f"{cfg.speaker_video}: {info.fps:g} fps, but the models work at {cfg.fps} fps "
+                             f"(re-encode it first, e.g. ffmpeg -i IN -r {cfg.fps} OUT.mp4)")
+        if info.n_frames < 2:
+            raise MediaError(f"{cfg.speaker_video}: {info.n_frames} frame(s); at least two are needed")
+        samples, sr = load_audio_track(cfg.speaker_video)
+        source = cfg.speaker_video
+    _check_sound(samples, source)
+    return Inputs(face, samples, sr, source)
+
+
+def build_dataset(cfg: GenerateConfig, inp: Inputs) -> dict:
+    """Write the one-clip dataset into the work folder; returns its facts (frames, seconds).
+
+    data/videos/<uuid>.{speaker,listener}.mp4   30 fps, 256x256 (a photo is repeated: reference frames)
+    data/audios/<uuid>.wav                      the speech, cut or padded to the frames
+    data/test.csv                               the one clip
+    recon_inputs/<uuid>.<role>.{png,mp4}        what the 3DMM coefficients are computed from
+    features/{audio,video}_feats_mean_std.bin   the training statistics
+    """
+    from PIL import Image
+
+    work, data = cfg.work_dir, cfg.work_dir / "data"
+    recon_in = work / "recon_inputs"
+    recon_in.mkdir(parents=True)
+    if cfg.task == "speaker":
+        n = int(round(len(inp.samples) / inp.sr * cfg.fps))
+        write_still_video(video_path(data, UUID, "speaker"), inp.face, n, cfg.fps)
+        # the listener does not drive the speaker model: the same still face stands in
+        _link_or_copy(video_path(data, UUID, "speaker"), video_path(data, UUID, "listener"))
+        for r in ("speaker", "listener"):
+            Image.fromarray(inp.face).save(recon_in / f"{clip_name(UUID, r)}.png")
+    else:
+        n = copy_video_square(cfg.speaker_video, video_path(data, UUID, "speaker"), cfg.fps)
+        short = n / cfg.fps - len(inp.samples) / inp.sr
+        if short > 0.5:
+            log.warning("%s: the audio track is %.2f s shorter than the video; padded with silence",
+                        cfg.speaker_video, short)
+        write_still_video(video_path(data, UUID, "listener"), inp.face, n, cfg.fps)
+        _link_or_copy(video_path(data, UUID, "speaker"), recon_in / f"{clip_name(UUID, 'speaker')}.mp4")
+        Image.fromarray(inp.face).save(recon_in / f"{clip_name(UUID, 'listener')}.png")
+    keep = int(round(n / cfg.fps * inp.sr))
+    x = np.zeros(keep)
+    x[: min(keep, len(inp.samples))] = inp.samples[:keep]
+    write_wav(audio_path(data, UUID), x, inp.sr)
+    write_index(data / "test.csv", [Clip(UUID, UUID, "", "")])
+    feats = work / "features"
+    feats.mkdir()
+    for f in STATS_FILES:
+        shutil.copyfile(cfg.stats / f, feats / f)
+    log.info("%s: %d frames (%.2f s at %d fps), face from %s, speech from %s", cfg.task, n, n / cfg.fps,
+             cfg.fps, cfg.face.name, inp.source.name)
+    return {"frames": n, "seconds": n / cfg.fps, "sample_rate": inp.sr}
+
+
+# ---------------------------------------------------------------------------------------------
+# The steps
+# ---------------------------------------------------------------------------------------------
+
+def build_steps(cfg: GenerateConfig) -> list[Step]:
+    """Each step is a stage's command line on the work folder; they share only files."""
+    w, task = cfg.work_dir, cfg.task
+    data, feats = w / "data", w / "features"
+    still = ["speaker", "listener"] if task == "speaker" else ["listener"]
+    return [
+        Step("validate", "common.dataset", ["validate", data], "check the one-clip dataset"),
+        Step("landmarks", "Deep3DFaceRecon_pytorch.extract_kp_videos",
+             ["--input_dir", w / "recon_inputs", "--output_dir", w / "keypoints"],
+             "68-point landmarks of the photo" + (" and the speaker video" if task == "listener" else "")),
+        Step("recon", "Deep3DFaceRecon_pytorch.face_recon_videos",
+             ["--input_dir", w / "recon_inputs", "--keypoint_dir", w / "keypoints", "--output_dir", w / "recons",
+              "--checkpoint", cfg.recon_checkpoint, "--device", cfg.device], "257-d 3DMM coefficients"),
+        Step("audio_features", "preprocess.extract_audio_features",
+             ["--input_audio_folder", data / "audios", "--video_folder", data / "videos",
+              "--output_folder", feats / "audio_feats", "--feature_set", cfg.feature_set],
+             f"{cfg.feature_set} audio features per video frame"),
+        Step("rearrange", "preprocess.rearrange_recon_coeffs",
+             ["--input_folder", w / "recons", "--output_folder", feats / "video_feats"],
+             "coefficients re-split for vico"),
+        Step("motion", "vico.eval",
+             ["--task", task, "--data", data, "--features", feats, "--resume", cfg.checkpoint,
+              "--output_path", w / "generated", "--split_csv", data / "test.csv", "--batch_size", 1,
+              "--device", cfg.device, "--still_roles", *still],
+             f"{task} motion from the trained model"),
+        Step("lmdb", "PIRender.prepare_vox_lmdb",
+             ["--path", data / "videos", "--coeff_3dmm_path", w / "generated" / "recon_coeffs",
+              "--out", w / "vox_lmdb", "--n_worker", 1], "pack the reference frames and the motion"),
+        Step("render", "PIRender.inference",
+             ["--input", w / "vox_lmdb", "--checkpoint", cfg.pirender_checkpoint, "--output_dir", w / "rendered",
+              "--audio_dir", data / "audios", "--names", clip_name(UUID, task), "--device", cfg.device],
+             "render the frames, mux the speech"),
+    ]
+
+
+def stage_error(logfile: Path) -> str:
+    """The most telling line of a failed stage's log: its 'error: ...' line, else its last
+    ERROR record, else its last line."""
+    try:
+        lines = [ln.strip() for ln in logfile.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    for ln in reversed(lines):
+        if ln.startswith("error: "):
+            return ln[len("error: "):]
+    for ln in reversed(lines):
+        if " ERROR " in ln:
+            return ln.split(": ", 1)[-1]
+    return lines[-1] if lines else ""
+
+
+def _inputs_of(cfg: GenerateConfig, step: str) -> str:
+    """'input(s): ...; ' for the steps that read the work copies of the user's files."""
+    files = {"landmarks": [cfg.face], "recon": [cfg.face], "audio_features": [cfg.audio or cfg.speaker_video]}
+    if cfg.task == "listener":
+        files["landmarks"] = files["recon"] = [cfg.speaker_video, cfg.listener_image]
+    got = files.get(step)
+    return f"work copies of {', '.join(map(str, got))}; " if got else ""
+
+
+def generate(cfg: GenerateConfig) -> dict:
+    """Run everything; returns the summary written to OUT.json."""
+    inputs = read_inputs(cfg)
+    prepare_work_dir(cfg.work_dir)
+    facts = build_dataset(cfg, inputs)
+    runner = Runner(cfg.work_dir, build_steps(cfg))
+    try:
+        results = runner.run(runner.steps)
+    except StepFailed as e:
+        log.error("%s", e)  # the step, its log file and the log's last lines
+        raise UserError(f"step '{e.step}' failed: {stage_error(e.logfile) or f'exit {e.code}'} "
+                        f"({_inputs_of(cfg, e.step)}log: {e.logfile})") from None
+    rendered = cfg.work_dir / "rendered" / f"{clip_name(UUID, cfg.task)}.mp4"
+    info = probe_video(rendered)
+    if info.n_frames != facts["frames"] or (info.width, info.height) != (SIZE, SIZE):
+        raise UserError(f"{rendered}: {info.n_frames} frames of {info.width}x{info.height}, expected "
+                        f"{facts['frames']} of {SIZE}x{SIZE}")
+    with atomic_path(cfg.out) as tmp:
+        shutil.copyfile(rendered, tmp)
+    summary = {"config": config_to_dict(cfg),
+               "video": {"path": str(cfg.out), "frames": info.n_frames, "seconds": facts["seconds"],
+                         "fps": cfg.fps, "width": info.width, "height": info.height},
+               "steps": results}
+    write_json_atomic(cfg.out.with_suffix(".json"), summary)
+    if cfg.clean:
+        shutil.rmtree(cfg.work_dir)
+    log.info("wrote %s (%d frames, %.2f s) and %s", cfg.out, info.n_frames, facts["seconds"],
+             cfg.out.with_suffix(".json").name)
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = parser("pipeline.generate", __doc__, EXAMPLES)
+    g = ap.add_argument_group("talking head (speaker model)")
+    g.add_argument("--audio", type=Path, default=None, help="speech to say (wav, flac, ogg; any rate)")
+    g.add_argument("--image", type=Path, default=None, help="face photo that speaks (png, jpg)")
+    g = ap.add_argument_group("listening head (listener model)")
+    g.add_argument("--speaker_video", type=Path, default=None,
+                   help="speaker video at 30 fps with its speech as audio track (mp4)")
+    g.add_argument("--listener_image", type=Path, default=None, help="face photo of the listener (png, jpg)")
+    ap.add_argument("--out", type=Path, required=True, help="output video (.mp4); OUT.json is written beside it")
+    ap.add_argument("--checkpoint", type=Path, required=True,
+                    help="vico checkpoint of the matching task: epoch_NNN.pt, a run's checkpoints/ folder or "
+                         "its 'latest' (vico.train), or an original Epoch_NNN.bin (then give --stats)")
+    ap.add_argument("--stats", type=Path, default=None, metavar="FEATURES_DIR",
+                    help="folder holding audio_feats_mean_std.bin and video_feats_mean_std.bin that the model "
+                         "was trained with (default: the features folder recorded in the training run's run.json)")
+    ap.add_argument("--feature_set", default=None,
+                    help="audio feature set (default: the one recorded in FEATURES_DIR/audio_feats, else vico45)")
+    ap.add_argument("--weights_dir", type=Path, default=None,
+                    help="released weights folder, same layout as the demo's (default: $VICO_WEIGHTS_DIR or "
+                         "weights/ in the repository)")
+    ap.add_argument("--recon_checkpoint", type=Path, default=None,
+                    help="Deep3DFaceRecon epoch_20.pth (default: WEIGHTS_DIR/face_recon_feat0.2_augment/epoch_20.pth)")
+    ap.add_argument("--pirender_checkpoint", type=Path, default=None,
+                    help="PIRender face checkpoint (default: WEIGHTS_DIR/pirender/face/"
+                         "epoch_00190_iteration_000400000_checkpoint.pt)")
+    ap.add_argument("--work_dir", type=Path, default=None,
+                    help="work folder, cleared at the start (default: <OUT stem>_work next to OUT)")
+    ap.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (reconstruction, vico, PIRender)")
+    ap.add_argument("--fps", type=int, default=FPS, choices=[FPS],
+                    help="frame rate; the models and PIRender work at 30 fps only")
+    ap.add_argument("--clean", action="store_true", help="remove the work folder after success")
+    ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    args = ap.parse_args(argv)
+    setup_logging(args.verbose)
+    talking = args.audio is not None or args.image is not None
+    listening = args.speaker_video is not None or args.listener_image is not None
+    if talking == listening or (talking and (args.audio is None or args.image is None)) or \
+            (listening and (args.speaker_video is None or args.listener_image is None)):
+        raise UserError("give either --audio and --image (talking head) or --speaker_video and "
+                        "--listener_image (listening head)")
+    cfg = GenerateConfig(
+        task="speaker" if talking else "listener", out=_abs(args.out), checkpoint=_abs(args.checkpoint),
+        audio=_abs(args.audio), image=_abs(args.image), speaker_video=_abs(args.speaker_video),
+        listener_image=_abs(args.listener_image), work_dir=_abs(args.work_dir), weights_dir=_abs(args.weights_dir),
+        recon_checkpoint=_abs(args.recon_checkpoint), pirender_checkpoint=_abs(args.pirender_checkpoint),
+        stats=_abs(args.stats), feature_set=args.feature_set, device=args.device, fps=args.fps, clean=args.clean)
+    generate(resolve(cfg))
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
