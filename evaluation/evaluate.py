@@ -46,7 +46,7 @@ examples:
   python -m evaluation.evaluate --gt_video_folder data/gt --pd_video_folder out/pd \\
       --anno_file data/test.csv --task listener --metrics psnr,ssim,cpbd,fid --truncate
   # motion metrics straight from generated coefficients, no videos needed (e.g. vico.eval's output)
-  python -m evaluation.evaluate --anno_file data/test.csv --task listener --metrics coeff \
+  python -m evaluation.evaluate --anno_file data/test.csv --task listener --metrics coeff \\
       --gt_coeff_folder data/recons --pd_coeff_folder runs/listener/recon_coeffs/test --output motion.json
   # 4 processes, videos sharded, rank 0 writes the results
   torchrun --nproc_per_node 4 -m evaluation.evaluate ... --output out/results.json
