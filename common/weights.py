@@ -556,8 +556,22 @@ def smoke_sidecar(path: str | os.PathLike) -> Path:
 
 
 def is_smoke(path: str | os.PathLike) -> bool:
-    """True when ``path`` was written by :func:`make_smoke_checkpoint` (its sidecar exists)."""
-    return smoke_sidecar(path).is_file()
+    """True when ``path`` is the file :func:`make_smoke_checkpoint` wrote: its sidecar exists and
+    still describes it. A real file copied over a smoke-test one (size or mtime changed) is real."""
+    side = smoke_sidecar(path)
+    if not side.is_file():
+        return False
+    try:
+        made = json.loads(side.read_text()).get("file")
+    except (OSError, ValueError):
+        return True  # an unreadable sidecar still marks the file: never mistake fake weights for real
+    if not made:
+        return True
+    try:
+        st = Path(path).stat()
+    except FileNotFoundError:
+        return True
+    return (st.st_size, st.st_mtime_ns) == (made.get("bytes"), made.get("mtime_ns"))
 
 
 def _optimizer_placeholder(n_params: int, **hyper: Any) -> dict[str, Any]:
@@ -609,7 +623,7 @@ def make_smoke_checkpoint(name: str, path: str | os.PathLike | None = None) -> P
     payload = smoke_payload(name)
     # Sidecar first: a crash between the two writes leaves a harmless sidecar, never an
     # unmarked fake weights file.
-    write_json_atomic(smoke_sidecar(p), {
+    sidecar = {
         "smoke_test": True,
         "warning": "NOT real weights: deterministic synthetic values for tests and demos only",
         "weights": name,
@@ -618,9 +632,12 @@ def make_smoke_checkpoint(name: str, path: str | os.PathLike | None = None) -> P
         "rule": "fill rule of tests/golden/README.md (seed = crc32(key), numpy PCG64 normal draws)",
         "layout": spec.note,
         "torch": torch.__version__,
-    })
+    }
+    write_json_atomic(smoke_sidecar(p), sidecar)
     with atomic_path(p) as tmp:
         torch.save(payload, tmp)
+    st = p.stat()  # so that a real file copied over it later is recognised as real
+    write_json_atomic(smoke_sidecar(p), {**sidecar, "file": {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns}})
     logger.info("wrote smoke-test %s -> %s", name, p)
     return p
 

@@ -185,6 +185,20 @@ def test_smoke_never_overwrites_real_file(tmp_path):
     assert not W.is_smoke(real)
 
 
+def test_real_file_copied_over_a_smoke_file_counts_as_real(tmp_path, run_cli):
+    """Users drop the released file where the demo made a stand-in: the leftover sidecar must not
+    label it smoke-test, and make-smoke must then leave it alone."""
+    path = W.make_smoke_checkpoint("syncnet_s", tmp_path / "syncnet_v2.model")
+    assert W.is_smoke(path)
+    real = tmp_path / "downloaded.model"
+    real.write_bytes(path.read_bytes()[:-1] + b"\0")  # same layout, other bytes, a later copy
+    os.replace(real, path)
+    assert W.smoke_sidecar(path).is_file() and not W.is_smoke(path)
+    before = path.read_bytes()
+    p = run_cli("common.weights", "make-smoke", "syncnet_s", "--dir", tmp_path, "--force")
+    assert p.returncode == 0 and "real weights file present" in p.stderr and path.read_bytes() == before
+
+
 # ------------------------------------------------------------------------------------------
 # loader errors
 # ------------------------------------------------------------------------------------------
