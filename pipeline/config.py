@@ -35,6 +35,7 @@ class DemoPaths:
     rendered_keypoints: str = "rendered_keypoints"  # landmarks of the rendered videos
     rendered_recons: str = "rendered_recons"        # coefficients re-extracted from the renders
     metrics: str = "metrics"                        # evaluation results and scores
+    from_image: str = "from_image"                  # pipeline.generate: a talking head from one photo
     report: str = "report.html"                     # the HTML report (assets in report_assets/)
 
 
@@ -49,7 +50,17 @@ class DemoConfig:
     # pretrained files the demo needs; missing ones get labelled smoke-test stand-ins
     weights: tuple[str, ...] = ("deep3dfacerecon_reconnet_resnet50", "pirender_face_generator",
                                 "fid_inception_v3", "arcface_iresnet100", "syncnet_s")
+    # face photo for the single-image step; None: matplotlib's sample portrait of Grace Hopper
+    image: Path | None = None
     paths: DemoPaths = field(default_factory=DemoPaths)
+
+    @property
+    def face_image(self) -> Path:
+        if self.image is not None:
+            return self.image
+        import matplotlib
+
+        return Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
 
     def path(self, name: str) -> Path:
         """The run's artifact ``name`` (a DemoPaths field) as a path."""
@@ -68,8 +79,8 @@ def config_from_dict(raw: dict[str, Any], source: str) -> DemoConfig:
     if unknown:
         raise UserError(f"{source}: unknown setting(s) {', '.join(unknown)}")
     kw: dict[str, Any] = {k: v for k, v in raw.items() if k != "paths"}
-    for k in ("out", "weights_dir"):
-        if k in kw:
+    for k in ("out", "weights_dir", "image"):
+        if kw.get(k) is not None:
             kw[k] = Path(kw[k])
     if "weights" in kw:
         kw["weights"] = tuple(kw["weights"])

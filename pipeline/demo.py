@@ -11,6 +11,7 @@ from typing import Sequence
 
 from common.cli import parser
 from common.io import config_to_dict, run_cli, setup_logging, write_json_atomic
+from common.synthetic.generator import pair_names
 from pipeline.config import DEFAULT_CONFIG, TASKS, DemoConfig, load_config
 from pipeline.runner import Runner, Step, StepFailed
 
@@ -103,6 +104,13 @@ def build_steps(cfg: DemoConfig) -> list[Step]:
                           [*(metrics / f"motion_{e}_{task}.json" for e in motion), "--names", *motion,
                            "--output", metrics / f"score_{task}.md", "--json", metrics / f"score_{task}.json"],
                           f"rank the {task} model against the still head"))
+    # the single-image path: a face photo speaks a test clip's speech with the trained speaker model
+    test_uuid = next(p.uuid for p in pair_names(cfg.seed, cfg.pairs) if p.split == "test")
+    steps.append(Step("from_image", "pipeline.generate",
+                      ["--audio", data / "audios" / f"{test_uuid}.wav", "--image", cfg.face_image,
+                       "--out", P("from_image") / "talking_head.mp4",
+                       "--checkpoint", P("vico") / "speaker" / "checkpoints" / "latest", "--stats", feats,
+                       "--weights_dir", w], "talking head from one photo and speech (pipeline.generate)"))
     steps.append(Step("report", "pipeline.report", ["--run", cfg.out],
                       f"the HTML report: {cfg.path('report')}"))
     return steps

@@ -247,11 +247,12 @@ rank sum wins; rank in brackets). A model that learnt the motion beats the still
         axes[0][0].legend(fontsize=7)
         return self.asset(f"traj_{uuid}.{role}.svg", _svg(fig))
 
-    def strip(self, gt: Path, pd: Path, uuid: str, role: str) -> str | None:
-        if not (gt.is_file() and pd.is_file()):
+    def strip(self, videos: Sequence[Path], name: str) -> str | None:
+        """A PNG of evenly spaced frames, one row per video (all rows at the same frame indices)."""
+        if not all(v.is_file() for v in videos):
             return None
-        a, b = media.read_video(gt), media.read_video(pd)
-        n = min(len(a), len(b))
+        clips = [media.read_video(v) for v in videos]
+        n = min(len(c) for c in clips)
         if n == 0:
             return None
         idx = np.linspace(0, n - 1, min(self.rc.strip_frames, n)).round().astype(int)
@@ -266,13 +267,33 @@ rank sum wins; rank in brackets). A model that learnt the motion beats the still
                 x += t.width
             return out
 
-        top, bottom = row(a), row(b)
-        img = Image.new("RGB", (max(top.width, bottom.width), 2 * h + 4), "white")
-        img.paste(top, (0, 0))
-        img.paste(bottom, (0, h + 4))
+        rows = [row(c) for c in clips]
+        img = Image.new("RGB", (max(r.width for r in rows), len(rows) * (h + 4) - 4), "white")
+        for i, r in enumerate(rows):
+            img.paste(r, (0, i * (h + 4)))
         buf = io.BytesIO()
         img.save(buf, format="PNG")
-        return self.asset(f"strip_{uuid}.{role}.png", buf.getvalue())
+        return self.asset(f"strip_{name}.png", buf.getvalue())
+
+    def from_image(self) -> None:
+        video = self.cfg.path("from_image") / "talking_head.mp4"
+        if not video.is_file():
+            self.add("<h2 id=from-image>From one image</h2><p>Not generated yet (step from_image).</p>")
+            return
+        photo = Image.open(self.cfg.face_image).convert("RGB")
+        photo.thumbnail((256, 256))
+        buf = io.BytesIO()
+        photo.save(buf, format="PNG")
+        src = self.asset("from_image_photo.png", buf.getvalue())
+        strip = self.strip([video], "from_image")
+        self.add(f"""<h2 id=from-image>From one image</h2>
+<p><code>python -m pipeline.generate --audio ... --image {html.escape(str(self.cfg.face_image))}</code>:
+the photo, reconstructed once, driven by the trained speaker model from a test clip's speech and
+rendered by PIRender (settings in <code>{html.escape(self.rel(video.with_suffix('.json')))}</code>).</p>
+<div class=videos><figure><img class=photo src='{src}' alt='input photo'><figcaption>input photo</figcaption>
+</figure><figure><video class=rendered controls preload=auto src='{self.rel(video)}'></video>
+<figcaption>generated, with the speech</figcaption></figure></div>
+{f"<img class=strip src='{strip}' alt='generated frames'>" if strip else ''}""")
 
     def clips(self) -> None:
         data = self.cfg.path("data")
@@ -286,7 +307,7 @@ rank sum wins; rank in brackets). A model that learnt the motion beats the still
                 name = clip_name(clip.uuid, role)
                 gt_video = data / "videos" / f"{name}.mp4"
                 pd_video = self.cfg.path("rendered") / f"{name}.mp4"
-                strip = self.strip(gt_video, pd_video, clip.uuid, role)
+                strip = self.strip([gt_video, pd_video], name)
                 traj = self.trajectories(clip.uuid, role)
                 vids = ""
                 if pd_video.is_file():
@@ -302,12 +323,13 @@ rank sum wins; rank in brackets). A model that learnt the motion beats the still
         self.add(f"<h2 id=clips>Clips (test split)</h2>{''.join(blocks)}")
 
     def build(self) -> Path:
-        for section in (self.header, self.weights, self.metrics, self.scores, self.losses, self.clips):
+        for section in (self.header, self.weights, self.metrics, self.scores, self.losses, self.clips,
+                        self.from_image):
             section()
         page = f"""<!doctype html><html lang=en><head><meta charset=utf-8>
 <title>ViCo demo report</title><style>{CSS}</style></head><body>
 <nav><a href=#weights>weights</a> · <a href=#metrics>metrics</a> · <a href=#score>score</a> ·
-<a href=#loss>training loss</a> · <a href=#clips>clips</a></nav>
+<a href=#loss>training loss</a> · <a href=#clips>clips</a> · <a href=#from-image>from one image</a></nav>
 {''.join(self.parts)}
 </body></html>
 """
@@ -320,7 +342,7 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding
 td.num{text-align:right;font-variant-numeric:tabular-nums}.pub{color:#666;font-style:italic}
 tr.smoke td{background:#fff3cd}.warn{background:#fff3cd;padding:.5em;border-left:4px solid #e0a800}
 .videos{display:flex;gap:1em}video{width:256px;height:256px;background:#000}figure{margin:0}
-img.plot{max-width:100%}img.strip{max-width:100%;border:1px solid #ccc}.meta{color:#555}
+img.plot{max-width:100%}img.photo{width:256px}img.strip{max-width:100%;border:1px solid #ccc}.meta{color:#555}
 nav{position:sticky;top:0;background:#fff;padding:.3em 0;border-bottom:1px solid #ddd}"""
 
 

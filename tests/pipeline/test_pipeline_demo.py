@@ -10,7 +10,7 @@ from common.artifacts import load_recon_mat
 from pipeline.config import DEFAULT_CONFIG, DemoConfig, load_config
 from tests.browser import Chromium, chromium_path, file_url
 
-N_STEPS = 27
+N_STEPS = 28
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +62,11 @@ def test_demo_runs_every_stage_and_resumes(demo_run, run_cli):
         gt, _ = load_recon_mat(out / "recons" / f"{uuid}.{role}.mat")
         exp_l1 = abs(static[:, 80:144] - gt[:, 80:144]).mean()  # the ExpL1 definition, by hand
         assert score["values"]["static"]["expL1"] == pytest.approx(exp_l1, rel=1e-5)
+    # the single-image path: a photo + the test clip's speech (1 s) -> 30 frames with sound
+    talking = out / "from_image" / "talking_head.mp4"
+    info = media.probe_video(talking)
+    assert (info.n_frames, info.width, info.height) == (30, 256, 256)
+    assert abs(media.audio_duration(talking) - 1.0) < 0.05
     # smoke-test stand-ins are labelled as such
     assert (weights / "pirender" / "face" / "epoch_00190_iteration_000400000_checkpoint.pt.smoke.json").is_file()
 
@@ -91,7 +96,7 @@ def test_report_opens_in_chromium_with_videos_plots_and_metrics(demo_run):
     with Chromium() as b:
         b.open(file_url(page))
         n_videos = b.eval("document.querySelectorAll('video').length")
-        assert n_videos == 4  # one test clip x 2 roles x (generated, ground truth)
+        assert n_videos == 5  # one test clip x 2 roles x (generated, ground truth) + one from a photo
         b.wait_for("[...document.querySelectorAll('video')].every(v => v.readyState >= 2 || v.error)", 30)
         videos = b.eval("[...document.querySelectorAll('video')].map(v => ({src: v.currentSrc, "
                         "error: v.error && v.error.code, w: v.videoWidth, h: v.videoHeight, d: v.duration}))")
@@ -107,14 +112,15 @@ def test_report_opens_in_chromium_with_videos_plots_and_metrics(demo_run):
                 out.push({t: v.currentTime, audio: v.webkitAudioDecodedByteCount, video: v.webkitVideoDecodedByteCount});
             }
             return out; })()""")
-        assert len(played) == 2
+        assert len(played) == 3
         for p in played:
             assert p["t"] > 0 and p["audio"] > 0 and p["video"] > 0, p
         images = b.eval("[...document.querySelectorAll('img')].map(i => ({src: i.getAttribute('src'), "
                         "ok: i.complete && i.naturalWidth > 0, w: i.naturalWidth}))")
         srcs = [i["src"] for i in images]
         assert any(s.endswith("loss.svg") for s in srcs)
-        assert sum("strip_" in s for s in srcs) == 2 and sum("traj_" in s for s in srcs) == 2
+        assert sum("strip_" in s for s in srcs) == 3 and sum("traj_" in s for s in srcs) == 2
+        assert any(s.endswith("from_image_photo.png") for s in srcs)
         assert all(i["ok"] for i in images), [i for i in images if not i["ok"]]
         cells = b.eval("[...document.querySelectorAll('#metrics-table tr')].map(r => r.innerText)")
         ssim = next(c for c in cells if c.startswith("SSIM"))
