@@ -54,40 +54,29 @@ examples:
 
 
 @dataclass
-class EvaluateConfig:
-    anno_file: str
-    gt_video_folder: str | None = None
-    pd_video_folder: str | None = None
-    task: str = "speaker"
+class EvaluateConfig(EvalSettings):
+    """The command line's settings: the engine's (EvalSettings) plus those only the CLI uses."""
+
+    anno_file: str = ""
     metrics: str = "default"
-    gt_audio_folder: str | None = None
-    gt_coeff_folder: str | None = None
-    pd_coeff_folder: str | None = None
-    weights_dir: str | None = None
-    inception_weights: str | None = None
-    arcface_weights: str | None = None
-    syncnet_weights: str | None = None
     output: str = "results.json"
     per_video: str | None = None
-    batch_size: int = 32
-    fid_method: str = "newton_schulz"
-    cache_dir: str | None = None
     no_cache: bool = False
-    landmarks: str = "dlib"
     min_track: int = 100
     min_face_size: float = 100.0
-    truncate: bool = False
     strict: bool = False
     overwrite: bool = False
-    device: str = "auto"
-    workers: int = 2
     verbose: bool = False
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        self.lipsync = LipSyncConfig(min_track=self.min_track, min_face_size=self.min_face_size)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m evaluation.evaluate", description=__doc__, epilog=EPILOG,
                                 formatter_class=HelpFormatter)
-    d = EvaluateConfig("")
+    d = EvaluateConfig()
     p.add_argument("--gt_video_folder", default=None,
                    help="ground-truth videos <uuid>.<task>.mp4 (not needed for --metrics coeff)")
     p.add_argument("--pd_video_folder", default=None,
@@ -150,12 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log.info("%s exists; skipping (use --overwrite to recompute)", out)
             return 0
         uuids = read_uuids(cfg.anno_file)
-        # The engine's settings are the CLI config's fields of the same name, plus what is derived here.
-        same = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(EvalSettings) if hasattr(cfg, f.name)}
-        settings = EvalSettings(**{
-            **same, "device": str(info.device),
-            "cache_dir": None if cfg.no_cache else (cfg.cache_dir or str(out.parent / "gt_cache")),
-            "lipsync": LipSyncConfig(min_track=cfg.min_track, min_face_size=cfg.min_face_size)})
+        # the CLI config is the engine's settings, with the device and the cache resolved here
+        cache_dir = None if cfg.no_cache else (cfg.cache_dir or str(out.parent / "gt_cache"))
+        settings = dataclasses.replace(cfg, device=str(info.device), cache_dir=cache_dir)
         ev = Evaluator(metrics, settings)
         if ev.unavailable:
             for m, why in ev.unavailable.items():

@@ -74,8 +74,8 @@ def parse_metrics(spec: str) -> list[str]:
 class EvalSettings:
     """What the evaluator needs beyond the metric list (filled from the CLI config)."""
 
-    gt_video_folder: str | None
-    pd_video_folder: str | None
+    gt_video_folder: str | None = None
+    pd_video_folder: str | None = None
     task: str = "speaker"
     gt_audio_folder: str | None = None
     gt_coeff_folder: str | None = None
