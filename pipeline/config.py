@@ -46,6 +46,7 @@ class DemoConfig:
     frames: int = 90
     seed: int = 0
     epochs: int = 3
+    nproc: int = 1          # processes per distributed step (> 1: torchrun --standalone)
     weights_dir: Path = Path("weights")
     # pretrained files the demo needs; missing ones get labelled smoke-test stand-ins
     weights: tuple[str, ...] = ("deep3dfacerecon_reconnet_resnet50", "pirender_face_generator",

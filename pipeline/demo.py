@@ -40,10 +40,11 @@ def build_steps(cfg: DemoConfig) -> list[Step]:
         Step("weights", "common.weights", ["make-smoke", *cfg.weights, "--dir", w],
              "released weights where present under weights/, labelled smoke-test stand-ins elsewhere"),
         Step("landmarks", "Deep3DFaceRecon_pytorch.extract_kp_videos",
-             ["--input_dir", data / "videos", "--output_dir", P("keypoints")], "68-point landmarks (dlib)"),
+             ["--input_dir", data / "videos", "--output_dir", P("keypoints")], "68-point landmarks (dlib)",
+             distributed=True),
         Step("recon", "Deep3DFaceRecon_pytorch.face_recon_videos",
              ["--input_dir", data / "videos", "--keypoint_dir", P("keypoints"), "--output_dir", P("recons"),
-              "--checkpoint", recon_ckpt], "257-d 3DMM coefficients per frame"),
+              "--checkpoint", recon_ckpt], "257-d 3DMM coefficients per frame", distributed=True),
         Step("audio_features", "preprocess.extract_audio_features",
              ["--input_audio_folder", data / "audios", "--input_recons_folder", P("recons"),
               "--output_folder", feats / "audio_feats"], "45-d audio features per video frame"),
@@ -57,27 +58,29 @@ def build_steps(cfg: DemoConfig) -> list[Step]:
         steps.append(Step(f"train_{task}", "vico.train",
                           ["--task", task, "--data", data, "--features", feats, "--output_path", P("vico") / task,
                            "--max_epochs", cfg.epochs, "--batch_size", 4, "--seed", cfg.seed],
-                          f"train the {task} model ({cfg.epochs} epochs)"))
+                          f"train the {task} model ({cfg.epochs} epochs)", distributed=True))
     for task in TASKS:
         steps.append(Step(f"eval_{task}", "vico.eval",
                           ["--task", task, "--data", data, "--features", feats,
                            "--resume", P("vico") / task / "checkpoints" / "latest",
                            "--output_path", P("generated"), "--split_csv", "test.csv"],
-                          f"generate {task} coefficients for the test split"))
+                          f"generate {task} coefficients for the test split", distributed=True))
     steps += [
         Step("lmdb", "PIRender.prepare_vox_lmdb",
              ["--path", data / "videos", "--coeff_3dmm_path", P("generated") / "recon_coeffs",
               "--out", P("lmdb")], "pack GT frames and generated coefficients into PIRender's LMDB"),
         Step("render", "PIRender.inference",
              ["--input", P("lmdb"), "--checkpoint", pirender_ckpt, "--output_dir", P("rendered"),
-              "--audio_dir", data / "audios"], "render the generated motion as H.264 video with speech"),
+              "--audio_dir", data / "audios"], "render the generated motion as H.264 video with speech",
+             distributed=True),
         Step("landmarks_rendered", "Deep3DFaceRecon_pytorch.extract_kp_videos",
              ["--input_dir", P("rendered"), "--output_dir", P("rendered_keypoints")],
-             "landmarks of the rendered videos"),
+             "landmarks of the rendered videos", distributed=True),
         Step("recon_rendered", "Deep3DFaceRecon_pytorch.face_recon_videos",
              ["--input_dir", P("rendered"), "--keypoint_dir", P("rendered_keypoints"),
               "--output_dir", P("rendered_recons"), "--checkpoint", recon_ckpt, "--allow_no_face"],
-             "3DMM coefficients re-extracted from the rendered videos (every video scored, as the original)"),
+             "3DMM coefficients re-extracted from the rendered videos (every video scored, as the original)",
+             distributed=True),
     ]
     for task in TASKS:
         steps.append(Step(f"metrics_{task}", "evaluation.evaluate",
@@ -86,7 +89,7 @@ def build_steps(cfg: DemoConfig) -> list[Step]:
                            "--gt_audio_folder", data / "audios", "--gt_coeff_folder", P("recons"),
                            "--pd_coeff_folder", P("rendered_recons"), "--weights_dir", w,
                            "--output", metrics / f"{task}.json"],
-                          f"every metric of the {task} videos"))
+                          f"every metric of the {task} videos", distributed=True))
     # score: the model's motion against the first frame held still, ranked as the challenge ranked
     for task in TASKS:
         static = P("baselines") / "static"
@@ -128,19 +131,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--weights_dir", type=Path, default=None,
                     help="released weights are used from here; missing ones get smoke-test stand-ins "
                          "(config: weights_dir)")
+    ap.add_argument("--nproc", type=int, default=None,
+                    help="processes for the steps that split their work (landmarks, recon, training, eval, "
+                         "render, metrics): > 1 runs them under torchrun --standalone, one per GPU when "
+                         "present, gloo on CPU (config: nproc)")
     ap.add_argument("--from", dest="start", default=None, help="start at this step")
     ap.add_argument("--only", action="append", default=[], help="run only this step (repeatable)")
     ap.add_argument("--force", action="store_true", help="re-run steps that are already done")
     ap.add_argument("--list", action="store_true", help="list the steps and exit")
     args = ap.parse_args(argv)
     setup_logging()
-    overrides = {k: getattr(args, k) for k in ("out", "pairs", "frames", "seed", "epochs", "weights_dir")
+    overrides = {k: getattr(args, k) for k in ("out", "pairs", "frames", "seed", "epochs", "weights_dir", "nproc")
                  if getattr(args, k) is not None}
     cfg = replace(load_config(args.config), **overrides)
-    runner = Runner(cfg.out, build_steps(cfg))
+    runner = Runner(cfg.out, build_steps(cfg), nproc=cfg.nproc)
     if args.list:
         for s in runner.steps:
-            print(f"{s.name:20s} python -m {s.module} {' '.join(map(str, s.args))}")
+            launch = "torchrun --standalone --nproc_per_node {} ".format(cfg.nproc) \
+                if s.distributed and cfg.nproc > 1 else "python "
+            print(f"{s.name:22s} {launch}-m {s.module} {' '.join(map(str, s.args))}")
         return 0
     steps = runner.select(args.start, args.only)
     write_json_atomic(cfg.out / "demo_config.json", config_to_dict(cfg))

@@ -309,6 +309,9 @@ rendered by PIRender (settings in <code>{html.escape(self.rel(video.with_suffix(
                 pd_video = self.cfg.path("rendered") / f"{name}.mp4"
                 strip = self.strip([gt_video, pd_video], name)
                 traj = self.trajectories(clip.uuid, role)
+                strip_html = (f"<p>Frame strip: ground truth (top) | generated (bottom)</p>"
+                              f"<img class=strip src='{strip}' alt='frame strip'>") if strip else \
+                    "<p>No rendered video yet.</p>"
                 vids = ""
                 if pd_video.is_file():
                     vids += (f"<figure><video class=rendered controls preload=auto src='{self.rel(pd_video)}'>"
@@ -317,7 +320,7 @@ rendered by PIRender (settings in <code>{html.escape(self.rel(video.with_suffix(
                     vids += (f"<figure><video class=gt controls muted preload=auto src='{self.rel(gt_video)}'>"
                              f"</video><figcaption>ground truth (silent, as in ViCo)</figcaption></figure>")
                 blocks.append(f"""<section class=clip><h3>{html.escape(name)}</h3><div class=videos>{vids}</div>
-{f"<p>Frame strip: ground truth (top) | generated (bottom)</p><img class=strip src='{strip}' alt='frame strip'>" if strip else '<p>No rendered video yet.</p>'}
+{strip_html}
 {f"<p>Coefficient trajectories</p><img class=plot src='{traj}' alt='trajectories'>" if traj else ''}
 </section>""")
         self.add(f"<h2 id=clips>Clips (test split)</h2>{''.join(blocks)}")

@@ -25,9 +25,13 @@ class Step:
     args: list[str]
     description: str = ""
     env: dict[str, str] = field(default_factory=dict)
+    distributed: bool = False  # the stage splits its work over torchrun processes
 
-    def command(self) -> list[str]:
-        return [sys.executable, "-m", self.module, *map(str, self.args)]
+    def command(self, nproc: int = 1) -> list[str]:
+        """The command line; a distributed step with ``nproc`` > 1 runs under torchrun (one node)."""
+        launch = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)] \
+            if self.distributed and nproc > 1 else []
+        return [sys.executable, *launch, "-m", self.module, *map(str, self.args)]
 
 
 def _tail(path: Path, n: int = 15) -> str:
@@ -42,9 +46,12 @@ class Runner:
     """Runs steps in order; a finished step leaves ``<run_dir>/steps/<name>.done.json`` and is
     skipped next time (``force`` re-runs). Each step's output goes to ``<run_dir>/logs/<name>.log``."""
 
-    def __init__(self, run_dir: Path, steps: Sequence[Step]):
+    def __init__(self, run_dir: Path, steps: Sequence[Step], nproc: int = 1):
+        if nproc < 1:
+            raise UserError(f"--nproc must be >= 1, got {nproc}")
         self.run_dir = Path(run_dir)
         self.steps = list(steps)
+        self.nproc = nproc
         names = [s.name for s in self.steps]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate step names: {names}")
@@ -76,14 +83,15 @@ class Runner:
             log.info("[%d/%d] %s: %s", i, len(steps), step.name, step.description or step.module)
             t0 = time.time()
             env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), **step.env)
+            cmd = step.command(self.nproc)
             with logfile.open("w") as f:
-                f.write("$ " + " ".join(step.command()) + "\n")
+                f.write("$ " + " ".join(cmd) + "\n")
                 f.flush()
-                code = subprocess.call(step.command(), cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
+                code = subprocess.call(cmd, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
             seconds = round(time.time() - t0, 2)
             if code != 0:
                 raise StepFailed(step.name, code, logfile)
-            write_json_atomic(marker, {"step": step.name, "command": step.command(), "seconds": seconds})
+            write_json_atomic(marker, {"step": step.name, "command": cmd, "seconds": seconds})
             log.info("    done in %.1f s", seconds)
             results.append({"step": step.name, "status": "done", "seconds": seconds})
         return results

@@ -32,3 +32,18 @@ def test_select_errors(tmp_path):
     assert [s.name for s in r.select(start="b")] == ["b"]
     with pytest.raises(UserError, match="unknown step 'c'"):
         r.select(start="c")
+
+
+def test_distributed_steps_run_under_torchrun_with_nproc(tmp_path):
+    """nproc > 1: steps marked distributed run as torchrun --standalone jobs (one node), the others
+    as one plain process; the done marker records the command."""
+    steps = [Step("split", "tests.pipeline._rank_probe", [tmp_path / "split"], distributed=True),
+             Step("single", "tests.pipeline._rank_probe", [tmp_path / "single"])]
+    r = Runner(tmp_path / "run", steps, nproc=2)
+    r.run(r.steps)
+    assert sorted(p.name for p in (tmp_path / "split").iterdir()) == ["rank0_of_2", "rank1_of_2"]
+    assert [p.name for p in (tmp_path / "single").iterdir()] == ["ranknone_of_none"]
+    marker = json.loads((tmp_path / "run" / "steps" / "split.done.json").read_text())
+    assert marker["command"][1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    with pytest.raises(UserError, match="--nproc must be >= 1"):
+        Runner(tmp_path / "run", steps, nproc=0)
