@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write to <output_dir>/epoch_EEEEE_iteration_IIIIIIIII/ as the original did")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="bf16: autocast (faster on recent GPUs; pixels differ from fp32 by ~1 grey level on "
-                        "average, up to ~18 at worst, see the README)")
+                        "average, up to ~18 at worst, see docs/pirender.md)")
     p.add_argument("--channels_last", choices=["auto", "on", "off"], default="auto",
                    help="channels_last memory format (auto: on for CUDA)")
     p.add_argument("--crf", type=int, default=18, help="H.264 quality (lower is better)")

@@ -143,7 +143,7 @@ vico trained {self.cfg.epochs} epoch(s) per task.</p>
                         f"<td>{html.escape(state)}</td></tr>")
         warn = (f"<p class=warn>{n_smoke} of {len(self.cfg.weights)} networks ran with smoke-test weights: the "
                 "pipeline runs and connects end to end, but images and identity/sync/FID metrics are not "
-                "meaningful. Put the released files under the weights folder (README, Weights) and run the "
+                "meaningful. Put the released files under the weights folder (docs/weights.md) and run the "
                 "demo into a new folder (<code>--out outputs/demo_real</code>): stages skip outputs that "
                 "exist, so a re-run in this folder would keep the smoke-test results.</p>") if n_smoke else \
             "<p>Every network ran with its released weights.</p>"

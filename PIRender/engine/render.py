@@ -32,7 +32,7 @@ def driving_windows(coeff: np.ndarray, radius: int = SEMANTIC_RADIUS) -> np.ndar
 class Renderer:
     """Runs the generator over a video's frames in batches.
 
-    ``precision``: 'fp32', or 'bf16' (autocast; on CUDA only by default, see the README's
+    ``precision``: 'fp32', or 'bf16' (autocast; on CUDA only by default, see docs/pirender.md's
     measured tolerance). ``channels_last`` applies to CUDA.
     """
 
