@@ -366,6 +366,11 @@ REGISTRY: dict[str, WeightSpec] = {
 }
 
 
+from common.tddfa.specs import TDDFA_SPECS  # noqa: E402 - 3DDFA_V2 entries (plain data, no cycle)
+
+REGISTRY.update((d["name"], WeightSpec(**d)) for d in TDDFA_SPECS)
+
+
 def weights_dir() -> Path:
     """The weights directory: ``$VICO_WEIGHTS_DIR`` if set, else ``<repo>/weights``."""
     env = os.environ.get(WEIGHTS_DIR_ENV)
