@@ -2,7 +2,8 @@
 
 ``bfm_noneck_v3.pkl`` and ``param_mean_std_62d_120x120.pkl`` are pickled dicts of numpy arrays.
 :func:`load_numpy_pickle` accepts exactly that: the unpickler resolves only the few numpy names
-an array needs; any other global (``os.system``, a class, a function) is refused.
+an array needs (plus ``_codecs.encode``, which protocol-2 pickles use for the array bytes);
+any other global (``os.system``, a class, a function) is refused.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ _ALLOWED = {
     ("numpy._core.multiarray", "scalar"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
+    ("_codecs", "encode"),  # protocol-2 pickles store array bytes as encode(latin-1 str)
 }
 
 
