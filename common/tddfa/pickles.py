@@ -25,6 +25,8 @@ _ALLOWED = {
     ("numpy._core.multiarray", "scalar"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
+    ("numpy.core.numeric", "_frombuffer"),  # protocol-5 array pickles
+    ("numpy._core.numeric", "_frombuffer"),
     ("_codecs", "encode"),  # protocol-2 pickles store array bytes as encode(latin-1 str)
 }
 

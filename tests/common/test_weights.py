@@ -98,7 +98,8 @@ def test_registry_entries():
     assert set(W.REGISTRY) == {
         "deep3dfacerecon_reconnet_resnet50", "pirender_face_generator", "arcface_iresnet100",
         "syncnet_s", "fid_inception_v3", "vico_listener_generator", "vico_speaker_generator",
-        "vgg19", "fan_2d"}
+        "vgg19", "fan_2d", "tddfa_v2_mb1", "tddfa_v2_mb05", "tddfa_v2_faceboxes", "tddfa_v2_bfm",
+        "tddfa_v2_param_mean_std"}
     for spec in W.REGISTRY.values():
         if spec.manifest:
             assert W.manifest_shapes(spec.manifest), spec.name
