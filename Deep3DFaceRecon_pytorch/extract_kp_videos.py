@@ -4,7 +4,8 @@ Replaces the upstream ``extract_kp_videos.py`` (spec 1.1): same output format an
 handling (a frame without a face gets the previous frame's landmarks, or 68 rows of -1 before
 the first face), but recursive discovery with mirrored output paths, a CPU landmark backend
 (dlib) by default, optional detection on every N-th frame only, and per-video failures recorded
-instead of crashing.
+instead of crashing. ``--backend 3ddfa_v2`` gives the 2023 challenge's cleardusk/3DDFA_V2
+landmarks (its video tracking mode by default; docs/recon.md).
 """
 from __future__ import annotations
 

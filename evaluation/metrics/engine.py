@@ -128,6 +128,7 @@ class Evaluator:
             try:
                 self._face_factory = face_backend_factory or _face_factory(s)
                 self.faces = self._face_factory(s.landmarks)
+                self.weight_files.update(getattr(getattr(self.faces, "models", None), "files", {}))
             except (UserError, ImportError, RuntimeError) as e:
                 for m in NEEDS_FACES:
                     if m in self.requested:
@@ -199,6 +200,7 @@ class Evaluator:
         except UserError as e:
             self.unavailable.update({m: str(e) for m in METRICS})
             return None
+        self.weight_files.update(be.models.files)
         return TddfaMotion(be)
 
     # -- one video -----------------------------------------------------------------------------

@@ -113,3 +113,18 @@ def test_tddfa_motion_definitions():
     agg = TM.aggregate([rec], [fp], [fg])
     # mean shift 0.5 in 10 dims, equal covariances (Newton-Schulz square root: ~1e-5 relative)
     assert agg["expFD_3ddfa"] == pytest.approx(10 * 0.25, rel=1e-4)
+
+
+def test_tddfa_motion_unavailable_without_weights(tiny, tmp_path):
+    from evaluation.metrics.engine import EvalSettings, Evaluator
+
+    s = EvalSettings(gt_video_folder=str(tiny / "gt"), pd_video_folder=str(tiny / "pd"), tddfa_motion=True,
+                     weights_dir=str(tmp_path))
+    ev = Evaluator(["psnr"], s)
+    assert ev.tddfa is None and ev.active == ["psnr"]
+    assert set(ev.unavailable) == set(TM.METRICS)
+    assert all("missing weights file" in why and "mb1_120x120.pth" in why for why in ev.unavailable.values())
+    ok = Evaluator(["psnr"], EvalSettings(gt_video_folder=str(tiny / "gt"), pd_video_folder=str(tiny / "pd"),
+                                          tddfa_motion=True, weights_dir=str(tiny / "weights")))
+    assert ok.tddfa is not None and not ok.unavailable
+    assert ok.weight_files["tddfa_v2_bfm"].endswith("bfm_noneck_v3.pkl")
