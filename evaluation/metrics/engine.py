@@ -141,8 +141,8 @@ class Evaluator:
             self.fid_cache = FeatureCache(s.cache_dir, {"network": "fid_inception_v3",
                                                         "weights": self.weight_files.get("fid_inception_v3")})
         if self.faces is not None and s.cache_dir:
-            self.lm_cache = FeatureCache(s.cache_dir, {"landmarks": s.landmarks, "points": 68,
-                                                       **_face_options(s)})
+            tddfa = _face_options(s) if s.landmarks == "3ddfa_v2" else {}
+            self.lm_cache = FeatureCache(s.cache_dir, {"landmarks": s.landmarks, "points": 68, **tddfa})
         self.tddfa = self._tddfa_motion() if s.tddfa_motion else None
 
     # -- setup ---------------------------------------------------------------------------------
@@ -212,7 +212,7 @@ class Evaluator:
     def evaluate_video(self, uuid: str) -> VideoResult:
         """Score one GT/predicted pair; UserError (one line, naming the file) on bad input."""
         act = set(self.active)
-        if act <= set(GROUPS["coeff"]) and self.tddfa is None:  # motion metrics only: the coefficient files are the input
+        if act <= set(GROUPS["coeff"]) and self.tddfa is None:  # coefficient files are the only input
             return self._coeff_only(uuid, act)
         gt_path, pd_path = self.video_paths(uuid)
         for p in (gt_path, pd_path):
