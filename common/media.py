@@ -16,7 +16,6 @@ from typing import Iterable, Iterator
 import av
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from common.io import UserError, atomic_path
 
@@ -339,6 +338,8 @@ def load_audio(path: str | os.PathLike, sr: int | None = None) -> tuple[np.ndarr
 
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     """Polyphase resampling (scipy.signal.resample_poly) between integer rates."""
+    from scipy.signal import resample_poly  # imported on use: scipy.signal takes seconds to import
+
     g = math.gcd(int(sr_in), int(sr_out))
     return resample_poly(x, sr_out // g, sr_in // g)
 

@@ -28,6 +28,7 @@ Under torchrun each process takes its share of the pairs.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Sequence
@@ -36,7 +37,6 @@ from tqdm import tqdm
 
 from common.cli import parser
 from common.dataset import ROLES, Clip, audio_path, read_csv_rows, video_path, write_index
-from common.dist import finish_report, init_dist, shard
 from common.io import RunReport, UserError, is_complete, read_json, run_cli, setup_logging, write_json_atomic
 from common.media import MediaError
 from preprocess.convert import make_uuid
@@ -139,6 +139,15 @@ class PrepareReport(RunReport):
             self.clips.update((o or {}).get("clips", {}))
 
 
+def _dist():
+    """common.dist under torchrun; None for a plain single process (spares importing torch)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from common import dist
+
+        return dist
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = parser("preprocess.prepare_videos", __doc__, EPILOG)
     p.add_argument("--pairs", type=Path, default=None, help="csv of pairs (see above)")
@@ -172,21 +181,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     items = read_items(a.pairs, a.two_person, face, a.speaker_side, a.split)
     opt = Options(a.k, a.follow, a.follow_window, a.detect_every, a.detect_max_side, a.max_no_face_fraction,
                   a.max_audio_pad_s, a.max_length_diff_s, a.crf)
-    info = init_dist("cpu")
+    dist = _dist()
+    info = dist.init_dist("cpu") if dist else None
+    is_main = info is None or info.is_main
     report = PrepareReport("preprocess.prepare_videos", vars(a), out)
     backend = None
-    for it in tqdm(shard(items, info), desc="prepare", unit="pair", disable=None):
+    cache: dict = {}  # source -> its analysis, for sources shared by several pairs
+    for it in tqdm(dist.shard(items, info) if dist else items, desc="prepare", unit="pair", disable=None):
         rp = record_path(out, it.uuid)
         if not a.overwrite and is_done(out, it.uuid):
             report.skip(it.uuid)
             report.clips[it.uuid] = read_json(rp)
             continue
         if backend is None:
-            from common.faces import get_backend
+            from common.faces import DlibBackend
 
-            backend = get_backend("dlib")
+            backend = DlibBackend(upsample=0, landmarks=False)
         try:
-            rec = prepare_item(it, out, backend, opt)
+            rec = prepare_item(it, out, backend, opt, cache)
             write_json_atomic(rp, rec)
         except (UserError, MediaError) as e:
             report.fail(it.uuid, e)
@@ -196,8 +208,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         report.clips[it.uuid] = rec
         report.ok(it.uuid, [video_path(out, it.uuid, r) for r in ROLES] + [audio_path(out, it.uuid)])
-    code = finish_report(report, info)
-    if info.is_main:
+    if dist:
+        code = dist.finish_report(report, info)
+    else:
+        report.write()
+        code = report.exit_code()
+    if is_main:
         splits: dict[str, list[Clip]] = {}
         for it in items:
             if is_done(out, it.uuid):

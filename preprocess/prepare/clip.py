@@ -12,7 +12,7 @@ import numpy as np
 from common.dataset import ROLES, audio_path, video_path
 from common.io import UserError
 from common.media import (MediaError, VideoWriter, iter_timed_frames, load_audio, load_audio_track,
-                          probe_video, resample, write_wav)
+                          resample, write_wav)
 from preprocess.prepare.framing import Box, Framing, crop_square, plan_framing, select_track
 from preprocess.prepare.timing import FPS, clip_duration, n_output_frames, tick_sources
 
@@ -55,7 +55,6 @@ class Analysis:
     path: Path
     width: int
     height: int
-    nominal_fps: float
     times: np.ndarray
     det_times: list[float] = field(default_factory=list)
     dets: list[list[Box]] = field(default_factory=list)
@@ -65,36 +64,55 @@ class Analysis:
         return n_output_frames(clip_duration(self.times), FPS)
 
     def record(self) -> dict:
+        """Source size and timing for run.json; fps = frames / duration (the mean rate)."""
         d = np.diff(self.times)
         vfr = bool(d.size > 1 and (d.max() - d.min()) > 0.1 * np.median(d))
+        dur = clip_duration(self.times)
         return {"file": str(self.path), "width": self.width, "height": self.height,
-                "fps": round(self.nominal_fps, 3),
-                "mean_fps": round(float((len(self.times) - 1) / (self.times[-1] - self.times[0])), 3)
-                if len(self.times) > 1 and self.times[-1] > self.times[0] else None,
-                "variable_frame_rate": vfr, "frames": int(len(self.times)),
-                "duration_s": round(clip_duration(self.times), 4)}
+                "fps": round(len(self.times) / dur, 3), "variable_frame_rate": vfr,
+                "frames": int(len(self.times)), "duration_s": round(dur, 4)}
+
+
+FACE_PX = 110  # faces are detected at about this size (dlib's HOG window is 80 px)
+
+
+def _detect(backend, frame: np.ndarray, scale: float) -> list[Box]:
+    """Faces of ``frame`` detected on a copy scaled by ``scale``, in source pixels."""
+    if scale != 1.0:
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        frame = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=interp)
+    return [tuple(v / scale for v in b) for b in backend.detect(frame)]
 
 
 def analyse(path: Path, backend, opt: Options) -> Analysis:
-    """Decode every frame once: keep its time, detect faces every ``detect_every`` / 30 s on a
-    copy scaled to at most ``detect_max_side`` pixels."""
-    info = probe_video(path)
+    """Decode every frame once: keep its time, detect faces every ``detect_every`` / 30 s.
+
+    ``backend`` detects without upsampling. Until a face is found, frames are scaled to twice
+    ``detect_max_side`` pixels (as dlib's one-step upsampling of a frame of that size); after, so
+    that the smallest face seen last is about FACE_PX pixels (much cheaper), with a retry at the
+    first scale when that finds nothing.
+    """
     times: list[float] = []
-    a = Analysis(path, info.width, info.height, info.fps, np.zeros(0))
+    a = Analysis(path, 0, 0, np.zeros(0))
     interval = opt.detect_every / FPS
     next_t = None
+    face_px = None
     for t, frame in iter_timed_frames(path):
         times.append(t)
         if next_t is None or t >= next_t - 1e-4:
             next_t = t if next_t is None else next_t
             while next_t <= t + 1e-4:
                 next_t += interval
-            scale = min(1.0, opt.detect_max_side / max(frame.shape[:2]))
-            small = frame if scale == 1.0 else cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            full = 2.0 * min(1.0, opt.detect_max_side / max(frame.shape[:2]))
+            boxes = _detect(backend, frame, min(full, FACE_PX / face_px)) if face_px else []
+            if not boxes:
+                boxes = _detect(backend, frame, full)
+            if boxes:
+                face_px = min((b[2] - b[0] + b[3] - b[1]) / 2 for b in boxes)
             a.det_times.append(t)
-            a.dets.append([tuple(v / scale for v in b) for b in backend.detect(small)])
+            a.dets.append(boxes)
     a.times = np.asarray(times)
-    a.width, a.height = frame.shape[1], frame.shape[0]
+    a.height, a.width = frame.shape[:2]
     return a
 
 
@@ -188,11 +206,16 @@ def load_item_audio(item: Item, n: int, opt: Options) -> tuple[np.ndarray, dict]
     return out, rec
 
 
-def prepare_item(item: Item, out_root: Path, backend, opt: Options) -> dict:
-    """Write the pair's two videos and its wav; returns the per-clip record."""
+def prepare_item(item: Item, out_root: Path, backend, opt: Options,
+                 cache: dict[Path, Analysis] | None = None) -> dict:
+    """Write the pair's two videos and its wav; returns the per-clip record. ``cache`` keeps
+    the analyses of sources used by several pairs of one run."""
     analyses: dict[Path, Analysis] = {}
+    cache = {} if cache is None else cache
     for p in dict.fromkeys(item.sources.values()):
-        analyses[p] = analyse(p, backend, opt)
+        if p not in cache:
+            cache[p] = analyse(p, backend, opt)
+        analyses[p] = cache[p]
     counts = {p: a.n_out for p, a in analyses.items()}
     n = min(counts.values())
     if max(counts.values()) - n > opt.max_length_diff_s * FPS:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy.ndimage import uniform_filter1d
 
 Box = tuple[float, float, float, float]
 K_VICO = 1.8
@@ -130,6 +129,8 @@ def plan_framing(times: np.ndarray, track: list[Box | None], out_times: np.ndarr
     cy = np.interp(out_times, ft, c[:, 1])
     centres = np.stack([cx, cy], axis=1)
     if window > 1 and n > 1:
+        from scipy.ndimage import uniform_filter1d
+
         centres = uniform_filter1d(centres, size=window, axis=0, mode="nearest")
     return Framing(centres, side)
 

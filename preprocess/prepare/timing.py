@@ -22,10 +22,11 @@ def n_output_frames(duration: float, fps: int = FPS) -> int:
     return int(np.floor(duration * fps + 0.5))
 
 
-def tick_sources(times: np.ndarray, fps: int = FPS, eps: float = 1e-4) -> np.ndarray:
+def tick_sources(times: np.ndarray, fps: int = FPS, eps: float = 1e-3) -> np.ndarray:
     """For each output tick i (time t0 + i/fps) the index of the source frame on screen then: the
-    last frame whose time is at or before the tick (``eps`` seconds of slack for rounded
-    timestamps). (n_output_frames,) int64, non-decreasing."""
+    last frame whose time is at or before the tick, with ``eps`` seconds of slack because many
+    containers (mkv, webm, some mp4) round timestamps to the millisecond: a 60 fps frame stamped
+    0.067 s belongs to the tick at 0.0667 s. (n_output_frames,) int64, non-decreasing."""
     t = np.maximum.accumulate(np.asarray(times, dtype=np.float64))  # guard against pts jitter
     n = n_output_frames(clip_duration(t), fps)
     ticks = t[0] + np.arange(n) / fps

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from common.dataset import discover
 from common.media import load_audio, probe_video, read_video, resample
 from common.synthetic.render import EYE_MID_Y, EYE_MOUTH
 from preprocess.prepare.framing import K_VICO
@@ -54,44 +53,60 @@ def _encode(path: Path, frames, times, size, audio=None, sr=48000):
                 c.mux(p)
 
 
-def _paste(faces: list[np.ndarray], at: list[tuple[int, int]], size) -> list[np.ndarray]:
+# The frame number in 6 black/white 10x10 cells (bit j centred at MARK + (10 j, 0)), in face-clip
+# pixels, inside the crop: robust to H.264 (a small grey change can be coded as "skip").
+MARK = (35, 205)
+
+
+def _paste(faces: list[np.ndarray], at: list[tuple[int, int]], size, n: int) -> list[np.ndarray]:
+    """n frames of a black canvas with the face images pasted at ``at``; the first face carries
+    the frame number in binary (MARK)."""
     out = []
-    for i in range(len(faces[0])):
+    for i in range(n):
         canvas = np.zeros((size[1], size[0], 3), np.uint8)
-        for clip, (x, y) in zip(faces, at):
-            canvas[y:y + 256, x:x + 256] = clip[i]
+        for face, (x, y) in zip(faces, at):
+            canvas[y:y + 256, x:x + 256] = face
+        for j in range(6):
+            x, y = at[0][0] + MARK[0] + 10 * j, at[0][1] + MARK[1]
+            canvas[y - 5:y + 5, x - 5:x + 5] = 255 * ((i >> j) & 1)
         out.append(canvas)
     return out
 
 
+def _speech(seconds: float, sr: int) -> np.ndarray:
+    t = np.arange(int(round(seconds * sr))) / sr
+    phase = 2 * np.pi * np.cumsum(140 + 20 * np.sin(2 * np.pi * 0.8 * t)) / sr
+    x = sum(np.sin(k * phase) / k for k in range(1, 8)) * (0.55 + 0.45 * np.sin(2 * np.pi * 3 * t))
+    return 0.4 * x / np.abs(x).max()
+
+
 @pytest.fixture(scope="session")
-def prepared(tmp_path_factory, synthetic_root, run_cli):
+def prepared(tmp_path_factory, run_cli):
+    from common.faces import DlibBackend
+    from common.synthetic.render import FaceRig, load_identities
+
     src = tmp_path_factory.mktemp("raw")
-    clips = discover(synthetic_root)
-    (u0, u1) = sorted(clips)[:2]
-    spk, lis, other = (read_video(clips[u0]["speaker"]), read_video(clips[u0]["listener"]),
-                       read_video(clips[u1]["speaker"]))
-    speech, sr44 = load_audio(clips[u0]["audio"])
-    speech48 = resample(speech, sr44, 48000)
-    rep = lambda v, n: np.stack([v[i % len(v)] for i in range(n)])  # noqa: E731
+    rest = {"pitch": 0.0, "yaw": 0.0, "roll": 0.0, "tx": 0.0, "ty": 0.0, "scale": 1.0, "blink": 0.0, "mouth_open": 0.0}
+    a, b = (FaceRig(ident, 256).render(rest)[0] for ident in load_identities(DlibBackend(upsample=0)))
+    speech48 = _speech(1.5, 48000)
+    times = {"p25": np.arange(30) / 25, "p60": np.arange(42) / 60,
+             # variable frame rate: 40 ms and 20 ms apart
+             "two": np.concatenate([[0.0], np.cumsum(np.tile([0.04, 0.02], 15))[:29]])}
     # 1. 25 fps 640x480, sound in the speaker video (stereo 48 kHz AAC); listener in an mkv
-    t25 = np.arange(30) / 25
-    _encode(src / "spk25.mp4", _paste([rep(spk, 30)], [(300, 150)], (640, 480)), t25, (640, 480),
-            audio=speech48[: int(1.2 * 48000)])
-    _encode(src / "lis25.mkv", _paste([rep(lis, 30)], [(60, 100)], (640, 480)), t25, (640, 480))
+    t = times["p25"]
+    _encode(src / "spk25.mp4", _paste([a], [(300, 150)], (640, 480), 30), t, (640, 480), audio=speech48[:57600])
+    _encode(src / "lis25.mkv", _paste([b], [(60, 100)], (640, 480), 30), t, (640, 480))
     # 2. 60 fps portrait 360x640, separate stereo 48 kHz flac
-    t60 = np.arange(42) / 60
-    _encode(src / "spk60.mov", _paste([rep(spk, 42)], [(52, 200)], (360, 640)), t60, (360, 640))
-    _encode(src / "lis60.mp4", _paste([rep(lis, 42)], [(52, 200)], (360, 640)), t60, (360, 640))
+    t = times["p60"]
+    _encode(src / "spk60.mov", _paste([a], [(52, 200)], (360, 640), 42), t, (360, 640))
+    _encode(src / "lis60.mp4", _paste([b], [(52, 200)], (360, 640), 42), t, (360, 640))
     sf.write(src / "speech48.flac", np.stack([speech48[:33600], speech48[:33600]], 1), 48000)
-    # 3. variable frame rate (40 ms and 20 ms apart), two people side by side, audio 44.1 kHz wav
-    tv = np.concatenate([[0.0], np.cumsum(np.tile([0.04, 0.02], 15))[:29]])
-    _encode(src / "two.mp4", _paste([rep(spk, 30), rep(other, 30)], [(40, 52), (344, 52)], (640, 360)),
-            tv, (640, 360))
-    sf.write(src / "two.wav", speech[: int(0.92 * 44100)], 44100)
+    # 3. variable frame rate, two people side by side (speaker left), audio in a 44.1 kHz wav
+    _encode(src / "two.mp4", _paste([a, b], [(40, 52), (344, 52)], (640, 360), 30), times["two"], (640, 360))
+    sf.write(src / "two.wav", _speech(0.92, 44100), 44100)
     # bad items: a broken file; audio 0.6 s short of its video
     (src / "broken.mp4").write_bytes(os.urandom(2000))
-    sf.write(src / "short.wav", speech[: int(0.1 * 44100)], 44100)
+    sf.write(src / "short.wav", _speech(0.1, 44100), 44100)
     with open(src / "pairs.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["speaker", "listener", "audio", "uuid", "video", "split"])
@@ -103,7 +118,7 @@ def prepared(tmp_path_factory, synthetic_root, run_cli):
     out = tmp_path_factory.mktemp("prepared") / "vico"
     r = run_cli(MOD, "--pairs", src / "pairs.csv", "--output_folder", out)
     return {"out": out, "src": src, "r": r, "run": json.loads((out / "run.json").read_text()),
-            "speech": speech}
+            "speech44": resample(speech48, 48000, 44100), "times": times}
 
 
 EXPECT = {"p25": 36, "p60": 21, "two": 28}  # round(duration * 30): 1.2 s, 0.7 s, 0.92 s
@@ -154,10 +169,26 @@ def test_crop_box_on_the_face(prepared, uuid, role, paste):
 def test_audio_from_the_video_track_is_aligned(prepared):
     """The speaker video's own stereo 48 kHz AAC track becomes the wav, in sync (no shift)."""
     x, sr = load_audio(prepared["out"] / "audios" / "p25.wav")
-    ref = prepared["speech"][: len(x)] * 0.75  # the stereo channels were 1 and 0.5
+    ref = prepared["speech44"][: len(x)] * 0.75  # the stereo channels were 1 and 0.5
     lags = range(-300, 301, 10)
     corr = [np.corrcoef(x[1000 + k: 40000 + k], ref[1000:40000])[0, 1] for k in lags]
     assert max(corr) > 0.9 and abs(list(lags)[int(np.argmax(corr))]) <= 20, (max(corr), np.argmax(corr))
+
+
+@pytest.mark.parametrize("uuid", ["p25", "p60", "two"])
+def test_each_tick_shows_the_last_source_frame_at_or_before_it(prepared, uuid):
+    """The frame number painted into each source frame, read back from the prepared speaker video."""
+    t = prepared["times"][uuid]
+    box = prepared["run"]["clips"][uuid]["speaker"]["crop_box"]
+    paste = {"p25": (300, 150), "p60": (52, 200), "two": (40, 52)}[uuid]
+    frames = read_video(prepared["out"] / "videos" / f"{uuid}.speaker.mp4")
+    seen = np.zeros(len(frames), int)
+    for j in range(6):
+        x, y = ((np.add(paste, MARK) + [10 * j, 0] - [box["x0"], box["y0"]]) * 256 / box["side"]).round().astype(int)
+        seen += (frames[:, y - 1:y + 2, x - 1:x + 2].mean(axis=(1, 2, 3)) > 128) << j
+    ticks = np.arange(EXPECT[uuid]) / 30
+    want = np.array([np.flatnonzero(t <= tk + 1e-6)[-1] for tk in ticks])
+    np.testing.assert_array_equal(seen, want)
 
 
 def test_timestamp_resampling():
@@ -166,11 +197,13 @@ def test_timestamp_resampling():
     np.testing.assert_array_equal(tick_sources(np.arange(60) / 60 + 3.0), np.arange(30) * 2)
 
 
-def test_resume_skips_complete(prepared, run_cli):
+def test_resume_skips_complete(prepared):
+    from preprocess.prepare_videos import main  # in-process: the CLI itself ran in the fixture
+
     out, src = prepared["out"], prepared["src"]
     mtime = (out / "videos" / "p25.speaker.mp4").stat().st_mtime_ns
-    r = run_cli(MOD, "--pairs", src / "pairs.csv", "--output_folder", out)
+    assert main(["--pairs", str(src / "pairs.csv"), "--output_folder", str(out)]) == 1  # the 2 bad ones
     run = json.loads((out / "run.json").read_text())
-    assert run["counts"]["skipped"] == 3 and run["counts"]["done"] == 0, r.stderr
+    assert run["counts"] == {"done": 0, "skipped": 3, "failed": 2}
     assert (out / "videos" / "p25.speaker.mp4").stat().st_mtime_ns == mtime
     assert run["clips"]["p25"]["frames"] == 36  # records kept for skipped clips
