@@ -124,6 +124,7 @@ def prepared(tmp_path_factory, run_cli):
 EXPECT = {"p25": 36, "p60": 21, "two": 28}  # round(duration * 30): 1.2 s, 0.7 s, 0.92 s
 
 
+@pytest.mark.slow
 def test_frames_size_audio(prepared):
     r, out = prepared["r"], prepared["out"]
     assert r.returncode == 1, r.stderr  # the two bad items fail, the rest are done
@@ -140,6 +141,7 @@ def test_frames_size_audio(prepared):
         assert [row["uuid"] for row in csv.DictReader(f)] == ["p25"]
 
 
+@pytest.mark.slow
 def test_sources_recorded_and_bad_items_named(prepared):
     run, clips = prepared["run"], prepared["run"]["clips"]
     assert clips["p25"]["speaker"]["source"]["fps"] == 25 and clips["p25"]["speaker"]["source"]["width"] == 640
@@ -155,6 +157,7 @@ def test_sources_recorded_and_bad_items_named(prepared):
     assert "short.wav" in err and "broken.mp4" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("uuid,role,paste", [("p25", "speaker", (300, 150)), ("p25", "listener", (60, 100)),
                                              ("p60", "speaker", (52, 200)), ("two", "speaker", (40, 52)),
                                              ("two", "listener", (344, 52))])
@@ -166,6 +169,7 @@ def test_crop_box_on_the_face(prepared, uuid, role, paste):
     assert K_VICO * 120 <= box["side"] <= K_VICO * 165
 
 
+@pytest.mark.slow
 def test_audio_from_the_video_track_is_aligned(prepared):
     """The speaker video's own stereo 48 kHz AAC track becomes the wav, in sync (no shift)."""
     x, sr = load_audio(prepared["out"] / "audios" / "p25.wav")
@@ -175,6 +179,7 @@ def test_audio_from_the_video_track_is_aligned(prepared):
     assert max(corr) > 0.9 and abs(list(lags)[int(np.argmax(corr))]) <= 20, (max(corr), np.argmax(corr))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("uuid", ["p25", "p60", "two"])
 def test_each_tick_shows_the_last_source_frame_at_or_before_it(prepared, uuid):
     """The frame number painted into each source frame, read back from the prepared speaker video."""
@@ -197,6 +202,7 @@ def test_timestamp_resampling():
     np.testing.assert_array_equal(tick_sources(np.arange(60) / 60 + 3.0), np.arange(30) * 2)
 
 
+@pytest.mark.slow
 def test_resume_skips_complete(prepared):
     from preprocess.prepare_videos import main  # in-process: the CLI itself ran in the fixture
 
