@@ -12,7 +12,7 @@ import numpy as np
 from common.dataset import ROLES, audio_path, video_path
 from common.io import UserError
 from common.media import (MediaError, VideoWriter, iter_timed_frames, load_audio, load_audio_track,
-                          resample, write_wav)
+                          probe_video, resample, write_wav)
 from preprocess.prepare.framing import Box, Framing, crop_square, plan_framing, select_track
 from preprocess.prepare.timing import FPS, clip_duration, n_output_frames, tick_sources
 
@@ -171,23 +171,26 @@ def _stream_offset(path: Path) -> float:
         return 0.0
 
 
-def load_item_audio(item: Item, n: int, opt: Options) -> tuple[np.ndarray, dict]:
-    """Mono 44.1 kHz samples of exactly n/30 s: the audio file or the speaker source's track,
-    shifted by the track's start offset, padded with silence (at most --max_audio_pad_s) or trimmed."""
+def load_item_audio(item: Item) -> tuple[np.ndarray, int, float, Path]:
+    """The pair's speech: (mono samples, rate, start offset in seconds relative to the picture,
+    file): the audio file, else the speaker source's own sound track."""
     if item.audio is not None:
-        src = item.audio
         try:
-            x, sr = load_audio(src)
+            x, sr = load_audio(item.audio)
         except MediaError:
-            x, sr = load_audio_track(src)  # m4a, aac, a video's sound, ...
-        offset = 0.0
-    else:
-        src = item.sources["speaker"]
-        try:
-            x, sr = load_audio_track(src)
-        except MediaError as e:
-            raise UserError(f"{e}; give the pair an audio file (the audio column of the pairs csv)") from None
-        offset = _stream_offset(src)
+            x, sr = load_audio_track(item.audio)  # m4a, aac, a video's sound, ...
+        return x, sr, 0.0, item.audio
+    src = item.sources["speaker"]
+    try:
+        x, sr = load_audio_track(src)
+    except MediaError as e:
+        raise UserError(f"{e}; give the pair an audio file (the audio column of the pairs csv)") from None
+    return x, sr, _stream_offset(src), src
+
+
+def fit_audio(x: np.ndarray, sr: int, offset: float, src: Path, n: int, opt: Options) -> tuple[np.ndarray, dict]:
+    """Mono 44.1 kHz samples of exactly n/30 s: shifted by the start offset, padded with silence
+    (at most --max_audio_pad_s, else UserError) or trimmed."""
     rec = {"file": str(src), "sample_rate": int(sr), "seconds": round(len(x) / sr, 4),
            "start_offset_s": round(offset, 4)}
     if sr != SAMPLE_RATE:
@@ -206,10 +209,22 @@ def load_item_audio(item: Item, n: int, opt: Options) -> tuple[np.ndarray, dict]
     return out, rec
 
 
+def _early_audio_check(item: Item, x: np.ndarray, sr: int, offset: float, src: Path, opt: Options) -> None:
+    """Fail before decoding any video when the audio is clearly too short for the sources'
+    durations from their containers (packet count / average rate; the exact check follows)."""
+    dur = min(probe_video(p).duration for p in set(item.sources.values()))
+    have = len(x) / sr + max(offset, 0.0)
+    if dur - have > opt.max_audio_pad_s + 2 / FPS:
+        raise UserError(f"{src}: audio lasts {have:.3f} s, {dur - have:.3f} s shorter than the video "
+                        f"({dur:.3f} s); more than --max_audio_pad_s {opt.max_audio_pad_s}")
+
+
 def prepare_item(item: Item, out_root: Path, backend, opt: Options,
                  cache: dict[Path, Analysis] | None = None) -> dict:
     """Write the pair's two videos and its wav; returns the per-clip record. ``cache`` keeps
     the analyses of sources used by several pairs of one run."""
+    x, sr, offset, audio_src = load_item_audio(item)
+    _early_audio_check(item, x, sr, offset, audio_src, opt)
     analyses: dict[Path, Analysis] = {}
     cache = {} if cache is None else cache
     for p in dict.fromkeys(item.sources.values()):
@@ -233,7 +248,7 @@ def prepare_item(item: Item, out_root: Path, backend, opt: Options,
         fr, r = _framing(a, item.faces[role], n, opt, role)
         framings[role] = fr
         rec[role] = {"source": a.record(), **r}
-    audio, rec["audio"] = load_item_audio(item, n, opt)
+    audio, rec["audio"] = fit_audio(x, sr, offset, audio_src, n, opt)
     for p, a in analyses.items():
         jobs = {role: (framings[role], video_path(out_root, item.uuid, role))
                 for role in ROLES if item.sources[role] == p}
