@@ -27,6 +27,7 @@ Under torchrun each process takes its share of the pairs.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -40,7 +41,7 @@ from common.dataset import ROLES, Clip, audio_path, read_csv_rows, video_path, w
 from common.io import RunReport, UserError, is_complete, read_json, run_cli, setup_logging, write_json_atomic
 from common.media import MediaError
 from preprocess.convert import make_uuid
-from preprocess.prepare.clip import Item, Options, prepare_item
+from preprocess.prepare.clip import Item, Options, measure_k, prepare_item
 from preprocess.prepare.framing import FOLLOW_WINDOW, K_VICO, parse_face
 
 log = logging.getLogger("preprocess.prepare_videos")
@@ -52,6 +53,8 @@ EPILOG = """examples:
   python -m preprocess.prepare_videos --two_person talk1.mp4 talk2.mov --output_folder data/my_vico
   # a moving face: a box that follows it; the right-hand person of each video
   python -m preprocess.prepare_videos --pairs pairs.csv --output_folder data/my_vico --follow --face right
+  # the k of ViCo's framing, measured on ViCo clips with the same face detection
+  python -m preprocess.prepare_videos --measure_k data/listening_head/videos/*.mp4
   # many pairs on 8 processes
   torchrun --nproc_per_node 8 -m preprocess.prepare_videos --pairs pairs.csv --output_folder data/my_vico
 """
@@ -152,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = parser("preprocess.prepare_videos", __doc__, EPILOG)
     p.add_argument("--pairs", type=Path, default=None, help="csv of pairs (see above)")
     p.add_argument("--two_person", type=Path, nargs="+", default=[], help="two-person videos to split")
-    p.add_argument("-o", "--output_folder", type=Path, required=True, help="the ViCo-layout folder to write")
+    p.add_argument("-o", "--output_folder", type=Path, default=None, help="the ViCo-layout folder to write (required)")
     p.add_argument("--split", default="test", help="index csv of pairs whose row gives no split")
     p.add_argument("--face", default="largest", help="which face: largest, left, right or N (N-th from the left, 0-based)")
     p.add_argument("--speaker_side", default="left", choices=("left", "right"), help="two-person videos: the speaker's side")
@@ -166,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max_length_diff_s", type=float, default=0.5, help="speaker/listener videos may differ by this much (the longer is trimmed)")
     p.add_argument("--crf", type=int, default=18, help="H.264 quality (lower = better, larger)")
     p.add_argument("--overwrite", action="store_true", help="redo pairs that are already complete")
+    p.add_argument("--measure_k", type=Path, nargs="+", default=None, metavar="VIDEO",
+                   help="print the k of already framed clips (e.g. ViCo videos) and exit")
     p.add_argument("--verbose", action="store_true", help="debug logging")
     a = p.parse_args(argv)
     setup_logging(a.verbose)
@@ -175,12 +180,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(str(e)) from None
     if a.k <= 0 or a.detect_every < 1 or a.follow_window < 1 or a.detect_max_side < 64:
         raise UserError("--k must be > 0, --detect_every and --follow_window >= 1, --detect_max_side >= 64")
+    opt = Options(a.k, a.follow, a.follow_window, a.detect_every, a.detect_max_side, a.max_no_face_fraction,
+                  a.max_audio_pad_s, a.max_length_diff_s, a.crf)
+    if a.measure_k:
+        from common.faces import DlibBackend
+
+        try:
+            res = measure_k(a.measure_k, DlibBackend(upsample=0, landmarks=False), opt)
+        except MediaError as e:
+            raise UserError(str(e)) from None
+        print(json.dumps(res, indent=1))
+        return 0
     out = a.output_folder
+    if out is None:
+        raise UserError("--output_folder is required")
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder")
     items = read_items(a.pairs, a.two_person, face, a.speaker_side, a.split)
-    opt = Options(a.k, a.follow, a.follow_window, a.detect_every, a.detect_max_side, a.max_no_face_fraction,
-                  a.max_audio_pad_s, a.max_length_diff_s, a.crf)
     dist = _dist()
     info = dist.init_dist("cpu") if dist else None
     is_main = info is None or info.is_main
@@ -208,20 +224,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         report.clips[it.uuid] = rec
         report.ok(it.uuid, [video_path(out, it.uuid, r) for r in ROLES] + [audio_path(out, it.uuid)])
-    if dist:
-        code = dist.finish_report(report, info)
-    else:
-        report.write()
-        code = report.exit_code()
-    if is_main:
-        splits: dict[str, list[Clip]] = {}
-        for it in items:
-            if is_done(out, it.uuid):
-                splits.setdefault(it.split, []).append(Clip(it.video_id, it.uuid, it.speaker_id, it.listener_id))
-        for split, clips in sorted(splits.items()):
-            write_index(out / f"{split}.csv", clips)
-            log.info("%s: %d pair(s)", out / f"{split}.csv", len(clips))
+    try:
+        if dist:
+            code = dist.finish_report(report, info)
+        else:
+            report.write()
+            code = report.exit_code()
+        if is_main:
+            _write_indexes(out, items)
+    except OSError as e:
+        raise UserError(f"{e.filename or out}: {e.strerror or e}") from None
     return code
+
+
+def _write_indexes(out: Path, items: list[Item]) -> None:
+    """<split>.csv of every complete pair (this run's and earlier ones')."""
+    splits: dict[str, list[Clip]] = {}
+    for it in items:
+        if is_done(out, it.uuid):
+            splits.setdefault(it.split, []).append(Clip(it.video_id, it.uuid, it.speaker_id, it.listener_id))
+    for split, clips in sorted(splits.items()):
+        write_index(out / f"{split}.csv", clips)
+        log.info("%s: %d pair(s)", out / f"{split}.csv", len(clips))
 
 
 if __name__ == "__main__":

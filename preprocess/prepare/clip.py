@@ -184,7 +184,7 @@ def load_item_audio(item: Item) -> tuple[np.ndarray, int, float, Path]:
     try:
         x, sr = load_audio_track(src)
     except MediaError as e:
-        raise UserError(f"{e}; give the pair an audio file (the audio column of the pairs csv)") from None
+        raise UserError(f"{e}; give the pair an audio file (the audio column of a --pairs csv)") from None
     return x, sr, _stream_offset(src), src
 
 
@@ -255,3 +255,18 @@ def prepare_item(item: Item, out_root: Path, backend, opt: Options,
         _write_role_videos(a, n, jobs, opt.crf)
     write_wav(audio_path(out_root, item.uuid), audio, SAMPLE_RATE)
     return rec
+
+
+def measure_k(videos: list[Path], backend, opt: Options) -> dict:
+    """k that reproduces the framing of ViCo-framed clips: frame side / median face side, the
+    faces found by the same detection as the preparation (every sampled frame, largest face)."""
+    sides: list[float] = []
+    per: dict[str, float] = {}
+    for v in videos:
+        a = analyse(Path(v), backend, opt)
+        s = [max((b[2] - b[0] + b[3] - b[1]) / 2 for b in d) for d in a.dets if d]
+        if not s:
+            raise UserError(f"{v}: no face found")
+        per[str(v)] = round(max(a.width, a.height) / float(np.median(s)), 3)
+        sides += [max(a.width, a.height) / x for x in s]
+    return {"k": round(float(np.median(sides)), 3), "per_video": per}

@@ -16,7 +16,7 @@ import soundfile as sf
 
 from common.media import load_audio, probe_video, read_video, resample
 from common.synthetic.render import EYE_MID_Y, EYE_MOUTH
-from preprocess.prepare.framing import K_VICO
+from preprocess.prepare.framing import K_VICO, crop_square, plan_framing, select_track
 from preprocess.prepare.timing import tick_sources
 
 MOD = "preprocess.prepare_videos"
@@ -213,3 +213,36 @@ def test_resume_skips_complete(prepared):
     assert run["counts"] == {"done": 0, "skipped": 3, "failed": 2}
     assert (out / "videos" / "p25.speaker.mp4").stat().st_mtime_ns == mtime
     assert run["clips"]["p25"]["frames"] == 36  # records kept for skipped clips
+
+
+def test_follow_smooths_and_fixed_box_is_the_median():
+    # a face moving right at 3 px per sampled frame (every 0.1 s), with one frame missed
+    times = np.arange(10) / 10
+    track = [(100.0 + 3 * i, 50.0, 200.0 + 3 * i, 150.0) for i in range(10)]
+    track[4] = None
+    out_t = np.arange(27) / 30
+    fixed = plan_framing(times, track, out_t, k=2.0)
+    assert fixed.side == 200.0 and np.ptp(fixed.centres, axis=0).max() == 0
+    np.testing.assert_allclose(fixed.centres[0], [150 + 3 * 5, 100])  # median of the 9 found
+    moving = plan_framing(times, track, out_t, k=2.0, follow=True, window=15)
+    cx = moving.centres[:, 0]
+    # linear motion: the centred moving average leaves the middle on the line, 1 px per frame
+    np.testing.assert_allclose(cx[7:20], 150 + np.arange(7, 20), atol=1e-6)
+    assert np.all(np.diff(cx) >= 0) and moving.side == 200.0
+
+
+def test_face_choice_follows_by_overlap_and_sides():
+    big, small = (300.0, 100.0, 460.0, 260.0), (40.0, 100.0, 140.0, 200.0)
+    grown = (20.0, 80.0, 200.0, 260.0)  # the other face comes closer and becomes the largest
+    dets = [(0.0, [big, small]), (0.1, [big, small]), (0.2, [grown, big])]
+    assert select_track(dets, "largest", 640) == [big, big, big]
+    assert select_track(dets, "left", 640) == [small, small, grown]
+    assert select_track(dets, "right", 640) == [big, big, big]
+    assert select_track([(0.0, [small])], "right", 640) == [None]  # a left face is never the right one
+
+
+def test_crop_outside_the_frame_is_black():
+    frame = np.full((100, 200, 3), 200, np.uint8)
+    out = crop_square(frame, -50, -50, 100, size=64)  # the top-left quarter is inside
+    assert out.shape == (64, 64, 3)
+    assert out[:28, :28].max() == 0 and out[36:, 36:].min() == 200
