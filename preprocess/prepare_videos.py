@@ -84,7 +84,8 @@ def read_items(pairs_csv: Path | None, two_person: Sequence[Path], face: str | i
             elif r.get("speaker") and r.get("listener"):
                 s, li = _resolve(base, r["speaker"]), _resolve(base, r["listener"])
                 a = _resolve(base, r["audio"]) if r.get("audio") else None
-                uuid = r.get("uuid") or make_uuid(0, str(a or ""), str(s), str(li))
+                # from the names as written, so that moving the folder keeps the uuids
+                uuid = r.get("uuid") or make_uuid(0, r.get("audio", ""), r["speaker"], r["listener"])
                 items.append(Item(uuid, r.get("split") or split, s.stem, {"speaker": s, "listener": li},
                                   {"speaker": face, "listener": face}, a,
                                   r.get("speaker_id") or s.stem, r.get("listener_id") or li.stem))
@@ -108,7 +109,7 @@ def read_items(pairs_csv: Path | None, two_person: Sequence[Path], face: str | i
 def _split_item(video: Path, side: str, r: dict, base: Path, split: str) -> Item:
     a = _resolve(base, r["audio"]) if r.get("audio") else None
     other = "right" if side == "left" else "left"
-    uuid = r.get("uuid") or make_uuid(0, str(a or ""), str(video), side)
+    uuid = r.get("uuid") or make_uuid(0, r.get("audio", ""), r.get("video") or str(video), side)
     return Item(uuid, r.get("split") or split, video.stem, {"speaker": video, "listener": video},
                 {"speaker": side, "listener": other}, a, f"{video.stem}.{side}", f"{video.stem}.{other}")
 
