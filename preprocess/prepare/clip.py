@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,10 +138,8 @@ def _write_role_videos(a: Analysis, n: int, jobs: dict[str, tuple[Framing, Path]
     """Pass 2: decode ``a`` again; every output tick takes the last frame at or before it, cropped
     for each role of ``jobs`` and written to that role's mp4."""
     src = tick_sources(a.times, FPS)[:n]
-    writers = {role: VideoWriter(p, fps=FPS, crf=crf) for role, (_, p) in jobs.items()}
-    for w in writers.values():
-        w.__enter__()
-    try:
+    with ExitStack() as stack:  # every writer finishes, or removes its temporary file
+        writers = {role: stack.enter_context(VideoWriter(p, fps=FPS, crf=crf)) for role, (_, p) in jobs.items()}
         i = 0
         for k, (_, frame) in enumerate(iter_timed_frames(a.path)):
             while i < n and src[i] == k:
@@ -151,12 +150,6 @@ def _write_role_videos(a: Analysis, n: int, jobs: dict[str, tuple[Framing, Path]
                 break
         if i < n:
             raise MediaError(f"{a.path}: decoded fewer frames on the second pass ({i} of {n} written)")
-    except BaseException as e:
-        for w in writers.values():
-            w.__exit__(type(e), e, e.__traceback__)
-        raise
-    for w in writers.values():
-        w.__exit__(None, None, None)
 
 
 def _stream_offset(path: Path) -> float:
