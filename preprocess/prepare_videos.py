@@ -17,7 +17,7 @@ track is used.
 
 Timing: output frame i shows the last source frame whose timestamp is at or before i/30 s;
 frames = round(duration x 30). Framing: one square per clip and role, side = --k x the median
-detected face side (dlib), centred on the median face centre; --follow moves the centre with the
+detected face side (dlib), centred --shift_up face sides above the median face centre; --follow moves the centre with the
 face (linear interpolation between detections, then a centred moving average over
 --follow_window frames). Black fills whatever the square leaves outside the frame.
 
@@ -42,7 +42,7 @@ from common.io import RunReport, UserError, is_complete, read_json, run_cli, set
 from common.media import MediaError
 from preprocess.convert import make_uuid
 from preprocess.prepare.clip import Item, Options, measure_k, prepare_item
-from preprocess.prepare.framing import FOLLOW_WINDOW, K_VICO, parse_face
+from preprocess.prepare.framing import FOLLOW_WINDOW, K_VICO, SHIFT_UP_VICO, parse_face
 
 log = logging.getLogger("preprocess.prepare_videos")
 
@@ -53,7 +53,7 @@ EPILOG = """examples:
   python -m preprocess.prepare_videos --two_person talk1.mp4 talk2.mov --output_folder data/my_vico
   # a moving face: a box that follows it; the right-hand person of each video
   python -m preprocess.prepare_videos --pairs pairs.csv --output_folder data/my_vico --follow --face right
-  # the k of ViCo's framing, measured on ViCo clips with the same face detection
+  # k and shift_up of ViCo's framing, measured on ViCo clips with the same face detection
   python -m preprocess.prepare_videos --measure_k data/listening_head/videos/*.mp4
   # many pairs on 8 processes
   torchrun --nproc_per_node 8 -m preprocess.prepare_videos --pairs pairs.csv --output_folder data/my_vico
@@ -161,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--face", default="largest", help="which face: largest, left, right or N (N-th from the left, 0-based)")
     p.add_argument("--speaker_side", default="left", choices=("left", "right"), help="two-person videos: the speaker's side")
     p.add_argument("--k", type=float, default=K_VICO, help="box side / median face side (ViCo framing)")
+    p.add_argument("--shift_up", type=float, default=SHIFT_UP_VICO,
+                   help="the box centre sits this many face sides above the face centre (ViCo framing)")
     p.add_argument("--follow", action="store_true", help="move the box with the face instead of one box per clip")
     p.add_argument("--follow_window", type=int, default=FOLLOW_WINDOW, help="frames of the --follow moving average")
     p.add_argument("--detect_every", type=int, default=3, help="detect faces every N output frames (1 = all)")
@@ -171,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--crf", type=int, default=18, help="H.264 quality (lower = better, larger)")
     p.add_argument("--overwrite", action="store_true", help="redo pairs that are already complete")
     p.add_argument("--measure_k", type=Path, nargs="+", default=None, metavar="VIDEO",
-                   help="print the k of already framed clips (e.g. ViCo videos) and exit")
+                   help="print the k and shift_up of already framed clips (e.g. ViCo videos) and exit")
     p.add_argument("--verbose", action="store_true", help="debug logging")
     a = p.parse_args(argv)
     setup_logging(a.verbose)
@@ -181,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(str(e)) from None
     if a.k <= 0 or a.detect_every < 1 or a.follow_window < 1 or a.detect_max_side < 64:
         raise UserError("--k must be > 0, --detect_every and --follow_window >= 1, --detect_max_side >= 64")
-    opt = Options(a.k, a.follow, a.follow_window, a.detect_every, a.detect_max_side, a.max_no_face_fraction,
+    opt = Options(a.k, a.shift_up, a.follow, a.follow_window, a.detect_every, a.detect_max_side, a.max_no_face_fraction,
                   a.max_audio_pad_s, a.max_length_diff_s, a.crf)
     if a.measure_k:
         from common.faces import DlibBackend

@@ -40,6 +40,7 @@ class Item:
 @dataclass
 class Options:
     k: float
+    shift_up: float
     follow: bool
     window: int
     detect_every: int
@@ -129,7 +130,7 @@ def _framing(a: Analysis, which: str | int, n: int, opt: Options, role: str) -> 
         raise UserError(f"{a.path}: the {role}'s ({which}) face is missing in {missing} of {len(track)} sampled "
                         f"frames ({frac:.0%} > --max_no_face_fraction {opt.max_no_face_fraction})")
     out_times = a.times[0] + np.arange(n) / FPS
-    fr = plan_framing(np.asarray(a.det_times), track, out_times, opt.k, opt.follow, opt.window)
+    fr = plan_framing(np.asarray(a.det_times), track, out_times, opt.k, opt.follow, opt.window, opt.shift_up)
     rec["crop_box"] = fr.record()
     return fr, rec
 
@@ -233,7 +234,7 @@ def prepare_item(item: Item, out_root: Path, backend, opt: Options,
     if n < 1:
         raise UserError(f"{item.uuid}: the source is shorter than one 30 fps frame")
     rec: dict = {"uuid": item.uuid, "split": item.split, "frames": n, "fps": FPS, "size": SIZE,
-                 "framing": {"k": opt.k, "mode": f"follow (moving average, {opt.window} frames)" if opt.follow
+                 "framing": {"k": opt.k, "shift_up": opt.shift_up, "mode": f"follow (moving average, {opt.window} frames)" if opt.follow
                              else "fixed"}}
     framings = {}
     for role in ROLES:
@@ -251,15 +252,21 @@ def prepare_item(item: Item, out_root: Path, backend, opt: Options,
 
 
 def measure_k(videos: list[Path], backend, opt: Options) -> dict:
-    """k that reproduces the framing of ViCo-framed clips: frame side / median face side, the
-    faces found by the same detection as the preparation (every sampled frame, largest face)."""
-    sides: list[float] = []
-    per: dict[str, float] = {}
+    """k and shift_up that reproduce the framing of already framed (square) clips: frame side /
+    face side, and (face centre y - frame centre y) / face side, medians over every sampled
+    frame's largest face, found by the same detection as the preparation."""
+    ks: list[float] = []
+    ups: list[float] = []
+    per: dict[str, dict] = {}
     for v in videos:
         a = analyse(Path(v), backend, opt)
-        s = [max((b[2] - b[0] + b[3] - b[1]) / 2 for b in d) for d in a.dets if d]
-        if not s:
+        faces = [max(d, key=lambda b: b[2] - b[0]) for d in a.dets if d]
+        if not faces:
             raise UserError(f"{v}: no face found")
-        per[str(v)] = round(max(a.width, a.height) / float(np.median(s)), 3)
-        sides += [max(a.width, a.height) / x for x in s]
-    return {"k": round(float(np.median(sides)), 3), "per_video": per}
+        side = np.array([(b[2] - b[0] + b[3] - b[1]) / 2 for b in faces])
+        cy = np.array([(b[1] + b[3]) / 2 for b in faces])
+        k, up = max(a.width, a.height) / side, (cy - a.height / 2) / side
+        per[str(v)] = {"k": round(float(np.median(k)), 3), "shift_up": round(float(np.median(up)), 3)}
+        ks += list(k)
+        ups += list(up)
+    return {"k": round(float(np.median(ks)), 3), "shift_up": round(float(np.median(ups)), 3), "per_video": per}

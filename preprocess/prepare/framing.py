@@ -17,6 +17,7 @@ import numpy as np
 
 Box = tuple[float, float, float, float]
 K_VICO = 1.8
+SHIFT_UP_VICO = 0.1  # ViCo's frame centre sits 0.1 face sides above the face box centre
 FOLLOW_WINDOW = 15  # frames of the centred moving average of --follow (0.5 s at 30 fps)
 MIN_IOU = 0.3       # a face in the next sampled frame continues the track when boxes overlap this much
 
@@ -108,10 +109,11 @@ class Framing:
 
 
 def plan_framing(times: np.ndarray, track: list[Box | None], out_times: np.ndarray, k: float = K_VICO,
-                 follow: bool = False, window: int = FOLLOW_WINDOW) -> Framing:
+                 follow: bool = False, window: int = FOLLOW_WINDOW, shift_up: float = 0.0) -> Framing:
     """The crop of every output frame from the face track sampled at ``times``.
 
-    Fixed (default): side = k x the median face side, centre = the median face centre.
+    Fixed (default): side = k x the median face side, centre = the median face centre, moved up
+    by ``shift_up`` x the median face side.
     ``follow``: the centre is interpolated linearly between sampled faces (held at the ends) at
     each output time, then smoothed by a centred moving average over ``window`` output frames
     (edges repeat the end values); the side stays fixed. Raises ValueError when no face was found.
@@ -121,7 +123,9 @@ def plan_framing(times: np.ndarray, track: list[Box | None], out_times: np.ndarr
         raise ValueError("no face found")
     ft = np.array([t for t, _ in found])
     c = np.array([_centre(b) for _, b in found])
-    side = k * float(np.median([_side(b) for _, b in found]))
+    face = float(np.median([_side(b) for _, b in found]))
+    side = k * face
+    c = c - [0.0, shift_up * face]
     n = len(out_times)
     if not follow:
         return Framing(np.repeat(np.median(c, axis=0)[None], n, axis=0), side)
