@@ -2,10 +2,11 @@
 
 A detection is (time in seconds, list of (x0, y0, x1, y1) boxes in source pixels). The box of a
 clip is square: side = K x the median face side (face side = mean of the detector box's width and
-height), centred on the median face centre. K = 1.8 reproduces the ViCo framing as our synthetic
+height), centred on the median face centre (moved up, see below). K = 1.8 reproduces the ViCo framing as our synthetic
 clips model it (faces drawn at ViCo scale, eye-to-mouth 64 px of 256): ``--measure_k`` on them
 gives 1.818; dlib's median face side there is 129 px for one identity and 155 px for the other,
-142 px overall, and 256 / 142 = 1.80 (docs/your_videos.md).
+142 px overall, and 256 / 142 = 1.80 (docs/your_videos.md). The frame centre sits SHIFT_UP_VICO =
+0.1 face sides above the face box centre there (``--measure_k``: 0.101).
 """
 
 from __future__ import annotations
