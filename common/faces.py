@@ -63,12 +63,15 @@ class DlibBackend:
 
     name = "dlib"
 
-    def __init__(self, upsample: int = 1, predictor_path: str | Path | None = None, _predictor=None):
+    def __init__(self, upsample: int = 1, predictor_path: str | Path | None = None, _predictor=None,
+                 landmarks: bool = True):
         import dlib
 
         self.upsample = upsample
         self._detector = dlib.get_frontal_face_detector()
-        self._predictor = _predictor or dlib.shape_predictor(str(predictor_path or dlib_predictor_path()))
+        # landmarks=False: a detector only (skips loading the 68-point model, about 0.3-2 s)
+        self._predictor = _predictor or (dlib.shape_predictor(str(predictor_path or dlib_predictor_path()))
+                                         if landmarks else None)
         self._rect = dlib.rectangle
 
     def for_thread(self) -> "DlibBackend":
