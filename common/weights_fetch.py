@@ -452,12 +452,12 @@ def fetch_one(spec: WeightSpec, root: Path) -> Outcome:
             candidate = final.parent / f".{final.name}.unpacked.part"
             _unpack(spec, part, candidate)
         sha = sha256_file(candidate)
-        ok, status = check_hash(spec, candidate, root, sha)
+        ok, hash_status = check_hash(spec, candidate, root, sha)
         if not ok:
-            raise FetchError(f"refused and removed: {status}")
-        ok, status = check_load(spec, candidate)
+            raise FetchError(f"refused and removed: {hash_status}")
+        ok, load_status = check_load(spec, candidate)
         if not ok:
-            raise FetchError(f"refused and removed: strict load against the manifest: {status}")
+            raise FetchError(f"refused and removed: strict load against the manifest: {load_status}")
     except FetchError as e:
         if candidate != part:
             candidate.unlink(missing_ok=True)
@@ -470,13 +470,15 @@ def fetch_one(spec: WeightSpec, root: Path) -> Outcome:
     if part.exists():
         part.unlink()
     record_sum(root, spec.default_path, sha, size)
-    return Outcome(spec.name, "fetched", f"{final} ({size} bytes, sha256 {sha[:12]}, {status})")
+    return Outcome(spec.name, "fetched", f"{final} ({size} bytes, sha256 {sha[:12]}; hash {hash_status}; "
+                                         f"load {load_status})")
 
 
-def show_terms(specs: Iterable[WeightSpec], out=sys.stdout) -> None:
+def show_terms(specs: Iterable[WeightSpec]) -> None:
+    """Print each file's licence or terms of use, as its publisher states them."""
     for spec in specs:
         assert spec.fetch is not None
-        print(f"{spec.name} ({spec.filename}): {spec.fetch.terms}", file=out)
+        print(f"{spec.name} ({spec.filename}): {spec.fetch.terms}", flush=True)
 
 
 def confirm_terms(specs: list[WeightSpec], accept_terms: bool,
