@@ -251,7 +251,8 @@ REGISTRY: dict[str, WeightSpec] = {
                 kind="https",
                 ref=("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
                      "pt_inception-2015-12-05-6726825d.pth"),
-                page="https://github.com/mseitzer/pytorch-fid/releases/tag/fid_weights",
+                page=("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+                      "pt_inception-2015-12-05-6726825d.pth (the pytorch-fid release)"),
                 terms=("pytorch-fid is Apache-2.0 (Maximilian Seitzer); the weights are a port of the "
                        "TensorFlow Inception 2015-12-05 graph (Apache-2.0), trained on ImageNet.")),
         ),
@@ -294,7 +295,7 @@ REGISTRY: dict[str, WeightSpec] = {
             note="plain torchvision VGG19 state_dict; only features.* is used",
             fetch=FetchSource(
                 kind="https", ref="https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
-                page="https://pytorch.org/vision/stable/models/generated/torchvision.models.vgg19.html",
+                page="https://download.pytorch.org/models/vgg19-dcbb9e9d.pth (torchvision's VGG19 ImageNet weights)",
                 terms=("torchvision (BSD-3-Clause) ImageNet weights; torchvision notes that pre-trained "
                        "weights may carry terms of the data they were trained on (ImageNet: non-commercial "
                        "research).")),
@@ -336,7 +337,7 @@ def fetch_hint(spec: WeightSpec) -> str:
 def missing_message(spec: WeightSpec, path: str | os.PathLike, flag: str | None = None) -> str:
     """The one-line 'missing weights file' message for ``spec`` at ``path``."""
     hint = fetch_hint(spec)
-    run = f"run `{hint}`, or " if hint else ""
+    run = f"run {hint}, or " if hint else ""
     return (f"missing weights file {path} ({spec.description}): {run}obtain {spec.filename} from "
             f"{spec.source} and put it there, or pass {flag or spec.flag} PATH")
 

@@ -186,7 +186,6 @@ def download(url: str, part: Path, desc: str, attempts: int = 5, wait_s: float =
     Retries an interrupted transfer up to ``attempts`` times, continuing where it stopped.
     Raises :class:`HtmlPage` when the answer is a web page, :class:`FetchError` otherwise.
     """
-    part.parent.mkdir(parents=True, exist_ok=True)
     last = "no attempt"
     for attempt in range(1, attempts + 1):
         have = part.stat().st_size if part.exists() else 0
@@ -208,6 +207,7 @@ def download(url: str, part: Path, desc: str, attempts: int = 5, wait_s: float =
                 mode, start = "wb", 0
             total = start + int(length) if length is not None else None
             got = start
+            part.parent.mkdir(parents=True, exist_ok=True)
             try:
                 with open(part, mode) as f, tqdm(total=total, initial=start, unit="B", unit_scale=True,
                                                  unit_divisor=1024, desc=desc, leave=False,
@@ -429,9 +429,8 @@ def _unpack(spec: WeightSpec, archive: Path, out: Path) -> None:
 def manual_steps(spec: WeightSpec, final: Path) -> str:
     src = spec.fetch
     assert src is not None
-    what = f"{Path(src.member).name} from {src.member}" if src.member and src.archive else spec.filename
-    unpack = " (unzip it)" if src.archive else ""
-    return (f"by hand: open {src.page}, download {what}{unpack}, put it at {final}, "
+    what = f"the archive, take {src.member} out of it" if src.member and src.archive else f"{spec.filename}"
+    return (f"by hand: open {src.page}, download {what}, put it at {final}, "
             f"then run python -m common.weights verify")
 
 

@@ -148,7 +148,7 @@ def test_resolver_order_and_message(tmp_path, monkeypatch):
         W.resolve_weights("syncnet_s", None, tmp_path / "none", flag="--sync")
     msg = str(e.value)
     assert msg.startswith(f"missing weights file {tmp_path / 'none' / 'syncnet_v2.model'} (")
-    assert "run `python -m common.weights fetch syncnet_s`" in msg and msg.endswith("or pass --sync PATH")
+    assert "run python -m common.weights fetch syncnet_s, or obtain" in msg and msg.endswith("or pass --sync PATH")
     with pytest.raises(UserError) as e:  # your own training: no fetch command to suggest
         W.resolve_weights("vico_speaker_generator", root=tmp_path / "none")
     assert "fetch" not in str(e.value) and str(e.value).endswith("or pass --resume PATH")
