@@ -29,6 +29,7 @@ import logging
 import os
 import shutil
 import socket
+import ssl
 import sys
 import time
 import urllib.error
@@ -65,6 +66,14 @@ USER_AGENT = "vico-baseline-weights-fetch/1"
 
 class FetchError(Exception):
     """A file could not be fetched; the message is the one-line reason."""
+
+
+class HttpStatus(FetchError):
+    """The server answered with an HTTP error status (``code``)."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
 
 
 class TransferInterrupted(FetchError):
@@ -166,7 +175,7 @@ def _request(url: str, headers: dict[str, str] | None = None, timeout: float = 6
     try:
         return urllib.request.urlopen(req, timeout=timeout)  # follows redirects (Range kept)
     except urllib.error.HTTPError as e:
-        raise FetchError(f"HTTP {e.code} {e.reason} from {url}") from None
+        raise HttpStatus(f"HTTP {e.code} {e.reason} from {url}", e.code) from None
     except urllib.error.URLError as e:
         raise FetchError(f"cannot reach {urllib.parse.urlsplit(url).netloc} ({e.reason})") from None
     except (OSError, http.client.HTTPException) as e:
@@ -192,8 +201,8 @@ def download(url: str, part: Path, desc: str, attempts: int = 5, wait_s: float =
         headers = {"Range": f"bytes={have}-"} if have else {}
         try:
             resp = _request(url, headers)
-        except FetchError as e:
-            if have and " 416 " in f" {e} ":  # Range not satisfiable: the part is already complete
+        except HttpStatus as e:
+            if have and e.code == 416:  # Range not satisfiable: the part is already complete
                 return part
             raise
         with resp:
@@ -219,14 +228,15 @@ def download(url: str, part: Path, desc: str, attempts: int = 5, wait_s: float =
                         f.write(block)
                         got += len(block)
                         bar.update(len(block))
-            except (http.client.IncompleteRead, ConnectionError, socket.timeout, TimeoutError) as e:
+            except (http.client.IncompleteRead, ConnectionError, socket.timeout, TimeoutError, ssl.SSLError) as e:
                 last = f"interrupted after {got} bytes ({type(e).__name__})"
             else:
                 if total is None or got >= total:
                     return part
                 last = f"interrupted after {got} of {total} bytes"
-        logger.warning("%s: %s; resuming (attempt %d of %d)", desc, last, attempt + 1, attempts)
-        time.sleep(wait_s * attempt)
+        if attempt < attempts:
+            logger.warning("%s: %s; resuming (attempt %d of %d)", desc, last, attempt + 1, attempts)
+            time.sleep(wait_s * attempt)
     raise TransferInterrupted(f"transfer kept failing ({last}); run fetch again to resume from {part}")
 
 

@@ -35,6 +35,7 @@ class Server:
     def __init__(self) -> None:
         self.routes: dict[str, object] = {}
         self.interrupt_once: set[str] = set()
+        self.interrupt_always: set[str] = set()
         self.requests: list[tuple[str, str | None]] = []  # (path with query, Range header)
         server = self
 
@@ -75,9 +76,10 @@ class Server:
                 if start:
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 self.end_headers()
-                if self.path in server.interrupt_once and not start:
+                cut = self.path in server.interrupt_always or (self.path in server.interrupt_once and not start)
+                if cut:
                     server.interrupt_once.discard(self.path)
-                    self.wfile.write(data[: len(data) // 3])
+                    self.wfile.write(data[start: start + max(1, (len(data) - start) // 3)])
                     self.wfile.flush()
                     self.close_connection = True
                     self.connection.shutdown(2)  # the transfer breaks after a third
@@ -260,6 +262,26 @@ def test_wrong_hash_refused_and_removed_known_hash_accepted(env, tmp_path, monke
     env.routes[f"/models/{good}"] = data
     [out] = F.fetch([vgg.name], root, accept_terms=True)
     assert out.status == "fetched" and f"ok ({_sha(data)[:8]}, from the name)" in out.detail
+
+
+def test_transfer_that_keeps_breaking_resumes_in_the_next_run(env, tmp_path, monkeypatch):
+    arc = W.REGISTRY["arcface_iresnet100"]
+    data = _tiny(monkeypatch, tmp_path, arc.name)
+    api = urllib.parse.urlsplit(F.onedrive_url(arc.fetch.ref, arc.fetch.member)).path
+    env.routes[api] = data
+    env.interrupt_always.add(api)
+    root = tmp_path / "w"
+    [out] = F.fetch([arc.name], root, accept_terms=True)
+    assert out.status == "failed" and "transfer kept failing" in out.detail and "run fetch again to resume" in out.detail
+    [part] = _no_partials(root)  # kept for the next run, never under the final name
+    size = part.stat().st_size
+    assert 0 < size < len(data) and not (root / arc.default_path).exists()
+    env.interrupt_always.clear()
+    env.requests.clear()
+    [out] = F.fetch([arc.name], root, accept_terms=True)
+    assert out.status == "fetched", out.detail
+    assert env.requests == [(api, f"bytes={size}-")]  # one request, resuming the kept part
+    assert (root / arc.default_path).read_bytes() == data and not _no_partials(root)
 
 
 def test_terms_and_unreachable(env, tmp_path, monkeypatch, capsys):
