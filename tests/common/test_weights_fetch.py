@@ -201,10 +201,11 @@ def test_gdrive_file_confirm_page_and_zip_unpacked(env, tmp_path, monkeypatch):
     env.routes[f"/download?id={file_id}&export=download&confirm=t"] = ("html", page)
     env.routes[f"/download?id={file_id}&export=download&confirm=t&uuid=u-123"] = buf.getvalue()
     root = tmp_path / "w"
+    final = root / spec.default_path
+    make_smoke_checkpoint(spec.name, final)  # a smoke-test stand-in there is replaced by the real file
     [out] = F.fetch([spec.name], root, accept_terms=True)
     assert out.status == "fetched", out.detail
-    final = root / spec.default_path
-    assert final.read_bytes() == inner
+    assert final.read_bytes() == inner and not W.smoke_sidecar(final).exists() and not W.is_smoke(final)
     assert W.load_checkpoint(spec.name, final).keys() == W.manifest_shapes(TINY).keys()
     assert not _no_partials(root) and not list(root.rglob("*.zip*"))
 
