@@ -113,6 +113,7 @@ class WeightSpec:
     with those hyper-parameters and no state; other values are written as given. ``None``: the
     file is the state dict itself (with ``strip_prefix`` on every key).
     ``fetch``: where ``fetch`` downloads it (``None``: not downloadable, e.g. your own training).
+    ``source``: where users get it by hand, for messages; defaults to ``fetch.page``.
     ``sha256``: the known sha256 (hex, full or a prefix); torch.hub-style names
     (``name-<hex>.ext``) carry their own prefix (see :func:`known_sha256`).
     """
@@ -121,8 +122,8 @@ class WeightSpec:
     filename: str
     default_path: str | None
     description: str
-    source: str
     flag: str
+    source: str = ""
     state_key: str | None = None
     strip_prefix: str | None = None
     manifest: str | None = None
@@ -132,6 +133,12 @@ class WeightSpec:
     container: Mapping[str, Any] | None = field(default=None, hash=False, compare=False)
     fetch: FetchSource | None = None
     sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.source:
+            if self.fetch is None:
+                raise ValueError(f"{self.name}: give source= or fetch=")
+            object.__setattr__(self, "source", self.fetch.page)
 
     @property
     def external(self) -> bool:
@@ -152,8 +159,6 @@ REGISTRY: dict[str, WeightSpec] = {
             filename="epoch_20.pth",
             default_path="face_recon_feat0.2_augment/epoch_20.pth",
             description="Deep3DFaceRecon ResNet-50 3DMM coefficient regressor",
-            source=("the Deep3DFaceRecon_pytorch README (sicxu/Deep3DFaceRecon_pytorch, 'Prepare "
-                    "prerequisite models': Google Drive folder, face_recon_feat0.2_augment/epoch_20.pth)"),
             flag="--checkpoint",
             state_key="net_recon",
             manifest="deep3dfacerecon_reconnet_resnet50",
@@ -165,7 +170,8 @@ REGISTRY: dict[str, WeightSpec] = {
                        "sched_00": {"last_epoch": 20, "_step_count": 21}},
             fetch=FetchSource(
                 kind="gdrive_folder", ref="1liaIxn9smpudjjqMaWWRpP0mXRW_qRPP", member="epoch_20.pth",
-                page="https://drive.google.com/drive/folders/1liaIxn9smpudjjqMaWWRpP0mXRW_qRPP",
+                page=("https://drive.google.com/drive/folders/1liaIxn9smpudjjqMaWWRpP0mXRW_qRPP (the "
+                      "Deep3DFaceRecon_pytorch README, 'Prepare prerequisite models')"),
                 terms=("Deep3DFaceRecon_pytorch is MIT-licensed (Sicheng Xu); its README asks you to cite "
                        "Deng et al., CVPRW 2019. The model was trained on CelebA, LFW, 300W-LP, IJB-A, "
                        "LS3D-W and FFHQ, whose terms limit use to non-commercial research.")),
@@ -175,8 +181,6 @@ REGISTRY: dict[str, WeightSpec] = {
             filename="epoch_00190_iteration_000400000_checkpoint.pt",
             default_path="pirender/face/epoch_00190_iteration_000400000_checkpoint.pt",
             description="PIRender face generator (renders 3DMM coefficients to video)",
-            source=("the PIRender README (RenYurui/PIRender, 'Inference': scripts/download_weights.sh "
-                    "or the Google Drive / Baidu link there; face.zip unzips to face/)"),
             flag="--checkpoint",
             state_key="net_G_ema",
             strip_prefix="module.",
@@ -193,8 +197,8 @@ REGISTRY: dict[str, WeightSpec] = {
             fetch=FetchSource(
                 kind="gdrive_file", ref="1-0xOf6g58OmtKtEWJlU3VlnfRqPN9Uq7", archive="zip",
                 member="face/epoch_00190_iteration_000400000_checkpoint.pt",
-                page="https://drive.google.com/uc?id=1-0xOf6g58OmtKtEWJlU3VlnfRqPN9Uq7 (face.zip, from "
-                     "RenYurui/PIRender scripts/download_weights.sh)",
+                page=("https://drive.google.com/uc?id=1-0xOf6g58OmtKtEWJlU3VlnfRqPN9Uq7 (face.zip, from "
+                      "RenYurui/PIRender scripts/download_weights.sh; unzip it, the file is in face/)"),
                 terms=("PIRender (RenYurui/PIRender) states no licence for its code or weights; its README "
                        "asks you to cite Ren et al., ICCV 2021. Trained on VoxCeleb: research use only.")),
         ),
@@ -203,9 +207,6 @@ REGISTRY: dict[str, WeightSpec] = {
             filename="backbone.pth",
             default_path="ms1mv3_arcface_r100_fp16/backbone.pth",
             description="ArcFace iresnet100 identity embedder for CSIM",
-            source=("the insightface arcface_torch model zoo (deepinsight/insightface, "
-                    "recognition/arcface_torch, ms1mv3_arcface_r100_fp16; OneDrive link in the ViCo "
-                    "baseline README 'Identity Preserving')"),
             flag="--arcface_weights",
             manifest="arcface_iresnet100",
             used_by="evaluation.evaluate (csim)",
@@ -223,16 +224,14 @@ REGISTRY: dict[str, WeightSpec] = {
             filename="syncnet_v2.model",
             default_path="syncnet_v2.model",
             description="SyncNet audio-visual sync network for LSE-D/LSE-C",
-            source=("joonson/syncnet_python (download_model.sh: "
-                    "http://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model)"),
             flag="--syncnet_weights",
             manifest="syncnet_s",
             used_by="evaluation.evaluate (lipsync)",
             note="plain state_dict, no prefix; num_batches_tracked may be absent",
             fetch=FetchSource(
                 kind="https", ref="https://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model",
-                page="https://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model "
-                     "(joonson/syncnet_python download_model.sh)",
+                page=("https://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model "
+                      "(joonson/syncnet_python download_model.sh)"),
                 terms=("joonson/syncnet_python is MIT-licensed (Joon Son Chung); the model is served by the "
                        "Visual Geometry Group, University of Oxford. Cite Chung & Zisserman, ACCV 2016 workshops.")),
         ),
@@ -241,8 +240,6 @@ REGISTRY: dict[str, WeightSpec] = {
             filename="pt_inception-2015-12-05-6726825d.pth",
             default_path="pt_inception-2015-12-05-6726825d.pth",
             description="FID Inception-v3 (pytorch-fid port of the TF 2015-12-05 graph)",
-            source=("the pytorch-fid release (https://github.com/mseitzer/pytorch-fid/releases/download/"
-                    "fid_weights/pt_inception-2015-12-05-6726825d.pth)"),
             flag="--inception_weights",
             manifest="fid_inception_v3",
             used_by="evaluation.evaluate (fid)",
@@ -287,7 +284,6 @@ REGISTRY: dict[str, WeightSpec] = {
             filename="vgg19-dcbb9e9d.pth",
             default_path="vgg19-dcbb9e9d.pth",
             description="ImageNet VGG19 for the PIRender training perceptual loss",
-            source=("torchvision's model weights (https://download.pytorch.org/models/vgg19-dcbb9e9d.pth)"),
             flag="--vgg_weights",
             keep_prefix="features.",
             manifest="vgg19",
