@@ -1,4 +1,4 @@
-"""common.weights and common.smoke_weights: the fill rule against the golden fill checks, the registry, loading, smoke files."""
+"""common.weights and common.smoke_weights: fill rule vs the golden fill checks, registry, loading, smoke files."""
 from __future__ import annotations
 
 import json
