@@ -24,15 +24,16 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from common import smoke_weights as S
 from common import weights as W
 from common.io import UserError, atomic_path, run_cli, setup_logging, write_json_atomic
 from common.tddfa.specs import MANIFESTS, TDDFA_SPECS
 
 N_VERTICES = 100
 FILL = {  # fill-rule module classes (regexes on the module prefix of each key)
-    "tddfa_v2_mobilenet_mb05": W.FillRules(norm=(r"module\.bn1", r"module\.dw[\d_]+\.bn_(dw|sep)")),
-    "tddfa_v2_mobilenet_mb1": W.FillRules(norm=(r"module\.bn1", r"module\.dw[\d_]+\.bn_(dw|sep)")),
-    "tddfa_v2_faceboxes": W.FillRules(norm=(r".*\.bn",)),
+    "tddfa_v2_mobilenet_mb05": S.FillRules(norm=(r"module\.bn1", r"module\.dw[\d_]+\.bn_(dw|sep)")),
+    "tddfa_v2_mobilenet_mb1": S.FillRules(norm=(r"module\.bn1", r"module\.dw[\d_]+\.bn_(dw|sep)")),
+    "tddfa_v2_faceboxes": S.FillRules(norm=(r".*\.bn",)),
 }
 
 
@@ -41,8 +42,8 @@ def fill_file_state_dict(manifest: str) -> dict[str, torch.Tensor]:
     rules = FILL[manifest]
     out = {}
     for key, shape in W.manifest_shapes(manifest).items():
-        kind, fan_in, post = W.fill_kind(key, shape, rules)
-        out[key] = torch.from_numpy(W.fill_tensor(key, shape, kind, post, fan_in))
+        kind, fan_in, post = S.fill_kind(key, shape, rules)
+        out[key] = torch.from_numpy(S.fill_tensor(key, shape, kind, post, fan_in))
     return out
 
 

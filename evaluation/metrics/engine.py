@@ -22,7 +22,7 @@ import torch
 from common.dataset import clip_name
 from common.io import UserError
 from common.media import iter_frames, load_audio, probe_video
-from common.weights import get_spec, load_pretrained, resolve_weights
+from common.weights import load_pretrained, resolve_weights
 from evaluation.metrics import coeff_l1 as coeffs
 from evaluation.metrics import csim as csim_mod
 from evaluation.metrics.cpbd import cpbd
@@ -166,11 +166,7 @@ class Evaluator:
     def _weights_path(self, name: str) -> Path:
         explicit = {"fid_inception_v3": self.s.inception_weights, "arcface_iresnet100": self.s.arcface_weights,
                     "syncnet_s": self.s.syncnet_weights}[name]
-        if explicit:
-            return resolve_weights(name, explicit)
-        if self.s.weights_dir:
-            return resolve_weights(name, get_spec(name).default_file(self.s.weights_dir))
-        return resolve_weights(name)
+        return resolve_weights(name, explicit or None, self.s.weights_dir or None)
 
     def _load(self, name: str, metrics: tuple[str, ...], build: Callable[[], torch.nn.Module]) -> torch.nn.Module | None:
         """Load weights ``name`` for ``metrics`` once; on a missing/bad file mark them unavailable."""

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from common import weights as W
+from common import smoke_weights as S
 from common.io import UserError
 from common.tddfa import geometry as G
 from common.tddfa.bfm import load_bfm, load_param_stats
@@ -75,7 +76,7 @@ def test_registry_has_the_five_files_with_sources():
     for n in names:
         spec = W.get_spec(n)
         assert "raw.githubusercontent.com/cleardusk/3DDFA_V2/" in spec.source
-        assert spec.source.rstrip(")").endswith(spec.filename)
+        assert spec.fetch.kind == "https" and spec.fetch.ref.endswith("/" + spec.filename)
     assert W.get_spec("tddfa_v2_mb1").state_key == "state_dict"
     assert W.get_spec("tddfa_v2_mb05").strip_prefix == "module."
 
@@ -99,7 +100,7 @@ def test_smoke_files_have_the_released_layout_and_load_strictly(smoke_dir, name,
     # the fill rule: crc32-seeded normal draws, 1/sqrt(fan_in) for weights
     key = "module.fc_param.weight" if name != "tddfa_v2_faceboxes" else "loc.1.weight"
     shape = W.manifest_shapes(MANIFESTS[name])[key]
-    ref = W.fill_tensor(key, shape, "weight")
+    ref = S.fill_tensor(key, shape, "weight")
     got = (raw["state_dict"] if "state_dict" in raw else raw)[key].numpy()
     np.testing.assert_array_equal(got, ref)
 
