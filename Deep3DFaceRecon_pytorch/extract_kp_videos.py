@@ -89,11 +89,9 @@ def output_path(path: Path, in_root: Path, out_root: Path) -> Path:
 _BACKEND = None  # per worker process, built once by _init_worker
 
 
-def _init_worker(backend: str, device: str) -> None:
+def _init_worker(backend: str, device: str, threads: int) -> None:
     global _BACKEND  # noqa: PLW0603 - one backend per worker process
-    import torch
-
-    torch.set_num_threads(1)
+    dist.configure_threads(threads)
     _BACKEND = get_backend(backend, device=device)
 
 
@@ -141,12 +139,13 @@ def run(cfg: KeypointConfig, info: dist.DistInfo) -> RunReport:
     device = str(info.device) if cfg.backend == "fan" else "cpu"
     workers = max(1, min(cfg.workers, len(tasks)))
     bar = tqdm(total=len(tasks), unit="video", desc="landmarks", disable=not info.is_main, leave=False)
+    threads = max(1, dist.thread_count() // workers)  # this process's CPUs, shared by its workers
     if workers == 1:
-        _init_worker(cfg.backend, device)
+        _init_worker(cfg.backend, device, threads)
         results = map(_work, tasks)
         pool = None
     else:
-        pool = mp.get_context("spawn").Pool(workers, _init_worker, (cfg.backend, device))
+        pool = mp.get_context("spawn").Pool(workers, _init_worker, (cfg.backend, device, threads))
         results = pool.imap_unordered(_work, tasks)
     try:
         for name, err, n, n_found in results:
