@@ -49,6 +49,9 @@ def test_console_scripts_match_the_command_table():
                                                                   "evaluation", "Deep3DFaceRecon_pytorch")
                        for p in (REPO / stage).glob("*.py") if re.search(r"^def main\(", p.read_text(), re.M)}
     assert scripts_on_disk <= set(COMMANDS.values())
+    # docs/install.md lists every console script with the module it runs
+    rows = set(re.findall(r"^\| `(vico-[a-z-]+)` \| `python -m ([\w.]+)` \|$", (REPO / "docs" / "install.md").read_text(), re.M))
+    assert rows == set(COMMANDS.items())
 
 
 @pytest.mark.parametrize("extra, req_file", [(None, "requirements.txt"), ("dev", "requirements-dev.txt"),
