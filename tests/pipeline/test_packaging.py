@@ -7,7 +7,6 @@ import re
 import subprocess
 import sys
 import sysconfig
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,8 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from pipeline.console import COMMANDS, attr_name
+
+tomllib = pytest.importorskip("tomllib", reason="Python >= 3.11 reads pyproject.toml with tomllib")
 
 REPO = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
