@@ -57,7 +57,7 @@ def build_steps(cfg: DemoConfig) -> list[Step]:
     for task in TASKS:
         steps.append(Step(f"train_{task}", "vico.train",
                           ["--task", task, "--data", data, "--features", feats, "--output_path", P("vico") / task,
-                           "--max_epochs", cfg.epochs, "--batch_size", 4, "--seed", cfg.seed],
+                           "--max_epochs", cfg.epochs, "--batch_size", 4, "--seed", cfg.seed, "--overwrite"],
                           f"train the {task} model ({cfg.epochs} epochs)", distributed=True))
     for task in TASKS:
         steps.append(Step(f"eval_{task}", "vico.eval",
