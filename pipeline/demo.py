@@ -88,6 +88,7 @@ def build_steps(cfg: DemoConfig) -> list[Step]:
                            "--anno_file", data / "test.csv", "--task", task, "--metrics", "all",
                            "--gt_audio_folder", data / "audios", "--gt_coeff_folder", P("recons"),
                            "--pd_coeff_folder", P("rendered_recons"), "--weights_dir", w,
+                           "--min_track", cfg.lipsync_min_track, "--run_record", f"metrics_{task}",
                            "--output", metrics / f"{task}.json"],
                           f"every metric of the {task} videos", distributed=True))
     # score: the model's motion against the first frame held still, ranked as the challenge ranked
@@ -101,6 +102,7 @@ def build_steps(cfg: DemoConfig) -> list[Step]:
             steps.append(Step(f"motion_{entry}_{task}", "evaluation.evaluate",
                               ["--anno_file", data / "test.csv", "--task", task, "--metrics", "coeff",
                                "--gt_coeff_folder", P("recons"), "--pd_coeff_folder", folder, "--no_cache",
+                               "--run_record", f"motion_{entry}_{task}",
                                "--output", metrics / f"motion_{entry}_{task}.json"],
                               f"motion metrics of the {entry} {task} coefficients"))
         steps.append(Step(f"score_{task}", "evaluation.score",

@@ -17,11 +17,11 @@ from tqdm import tqdm
 from common.artifacts import save_recon_mat
 from common.dataset import clip_name, read_index
 from common.dist import cleanup, finish_report, init_dist, shard
-from common.io import RunReport, UserError, is_complete, run_cli, setup_logging
+from common.io import RunReport, UserError, is_complete, run_cli, run_record_name, setup_logging
 
 from .data import check_feature_set, load_clip, load_stats
 from .inference import predict_batch, to_recon
-from common.cli import HelpFormatter
+from common.cli import HelpFormatter, add_run_record_arg
 
 from .cli import CONFIG_METAVAR, config_arg
 from .models import CONFIGS, TASKS, resolve_config
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="dataset folder holding the split csv and features/")
     p.add_argument("--resume", required=True,
                    help="checkpoint: ours (epoch_NNN.pt, a checkpoints folder or its 'latest') or an original Epoch_NNN.bin")
-    p.add_argument("--output_path", required=True, help="writes recon_coeffs/<split>/ and run.json here")
+    p.add_argument("--output_path", required=True, help="writes recon_coeffs/<split>/ and run.<task>.json here")
     p.add_argument("--features", default=None, help="features folder (default: DATA/features)")
     p.add_argument("--split_csv", default="test.csv", help="clips to generate (relative to DATA); <split> = its stem")
     p.add_argument("--config", default=None, type=config_arg, metavar=CONFIG_METAVAR,
@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="roles filmed as one still image: their single-frame video features are held "
                         "for the whole clip (pipeline.generate uses this for a photo)")
     p.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
+    add_run_record_arg(p, default_text="run.<task>.json: both tasks may share --output_path")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -92,7 +93,8 @@ def _eval(args: argparse.Namespace, info) -> int:
     index = read_index(csv)
     out_dir = Path(args.output_path) / "recon_coeffs" / split
     report = RunReport("vico.eval", {**vars(args), "checkpoint": str(ckpt), "checkpoint_format": meta["format"],
-                                     "checkpoint_epoch": meta["epoch"], "model": cfg}, args.output_path)
+                                     "checkpoint_epoch": meta["epoch"], "model": cfg}, args.output_path,
+                       run_record_name(args.run_record or args.task))
     todo = []
     for c in shard(index, info):
         out = out_dir / f"{clip_name(c.uuid, args.task)}.mat"
