@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from tqdm import tqdm
 
 from common.media import pin_mmap_threshold
 from common.cli import HelpFormatter
 from common import dist
 from common.faces import BACKENDS, get_backend, track_landmarks
 from common.io import RunReport, UserError, is_complete, run_cli, setup_logging
+from common.progress import Progress
 
 from .data.frames import find_inputs, iter_media_frames
 from .data.keypoints import save_keypoints
@@ -140,7 +140,7 @@ def run(cfg: KeypointConfig, info: dist.DistInfo) -> RunReport:
         return report
     device = str(info.device) if cfg.backend == "fan" else "cpu"
     workers = max(1, min(cfg.workers, len(tasks)))
-    bar = tqdm(total=len(tasks), unit="video", desc="landmarks", disable=not info.is_main, leave=False)
+    bar = Progress(len(tasks), desc="landmarks", unit="video", enabled=info.is_main)
     if workers == 1:
         _init_worker(cfg.backend, device)
         results = map(_work, tasks)
@@ -150,7 +150,7 @@ def run(cfg: KeypointConfig, info: dist.DistInfo) -> RunReport:
         results = pool.imap_unordered(_work, tasks)
     try:
         for name, err, n, n_found in results:
-            bar.update(1)
+            bar.update(1, frames=n or 0)
             if err is not None:
                 report.fail(name, err)
                 continue

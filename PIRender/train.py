@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
-from tqdm import tqdm
+from common.progress import progress
 
 from common.cli import HelpFormatter
 from common.dist import DistInfo, all_reduce_sum, barrier, cleanup, init_dist
@@ -221,7 +221,7 @@ def _train(cfg: TrainConfig, data: str, out: Path, vgg_weights: str | None, info
     while epoch < cfg.max_epoch and not done:
         sampler.set_epoch(epoch, skip=in_epoch * bs)
         dataset.set_epoch(epoch)
-        bar = tqdm(loader, desc=f"epoch {epoch}", unit="it", disable=not (sys.stderr.isatty() and info.is_main))
+        bar = progress(loader, desc=f"epoch {epoch}", unit="it", enabled=info.is_main)
         t0 = time.time()
         for batch in bar:
             losses = trainer.step(batch, iteration)

@@ -10,7 +10,8 @@ each step it runs), the main process also appends one JSON object per update, at
      "elapsed": 12.1, "items": 1, "items_total": 2, "done": false, "pid": 1234}
 
 ``rate`` is units per second since the bar started, ``eta`` seconds left (null when unknown),
-``items``/``items_total`` the finished work items (videos, files) when the unit is finer (frames).
+``items``/``items_total`` the finished work items (videos, files) when the unit is finer (frames);
+``frames``/``fps`` video frames processed so far and per second, where the unit is coarser (videos).
 The runner follows the file and draws one updating console line from its last record.
 """
 from __future__ import annotations
@@ -39,7 +40,7 @@ class Progress:
                  enabled: bool = True, leave: bool = False, interval: float = 0.5):
         self.enabled = enabled and _is_main()
         self.total, self.desc, self.unit, self.items_total = total, desc, unit, items_total
-        self.n, self.items, self.interval = 0, 0, interval
+        self.n, self.items, self.frames, self.interval = 0, 0, 0, interval
         self.t0 = time.monotonic()
         self._last = -1e9
         self.path = os.environ.get(ENV) if self.enabled else None
@@ -47,10 +48,13 @@ class Progress:
                         disable=not (self.enabled and sys.stderr.isatty()))
         self._emit(force=True)
 
-    def update(self, n: int = 1, items: int = 0) -> None:
-        """``n`` more units done (and ``items`` more work items finished)."""
+    def update(self, n: int = 1, items: int = 0, frames: int = 0) -> None:
+        """``n`` more units done (and ``items`` more work items finished, ``frames`` more frames)."""
         self.n += n
         self.items += items
+        self.frames += frames
+        if frames and self.bar is not None and not self.bar.disable:
+            self.bar.set_postfix(frames=self.frames, refresh=False)
         self.bar.update(n)
         self._emit()
 
@@ -61,9 +65,11 @@ class Progress:
         elapsed = time.monotonic() - self.t0
         rate = self.n / elapsed if elapsed > 0 and self.n else 0.0
         eta = (self.total - self.n) / rate if rate and self.total is not None else None
+        fps = self.frames / elapsed if elapsed > 0 and self.frames else None
         return {"desc": self.desc, "n": self.n, "total": self.total, "unit": self.unit, "rate": round(rate, 4),
                 "eta": None if eta is None else round(max(eta, 0.0), 1), "elapsed": round(elapsed, 2),
-                "items": self.items, "items_total": self.items_total, "done": done, "pid": os.getpid()}
+                "items": self.items, "items_total": self.items_total, "frames": self.frames or None,
+                "fps": None if fps is None else round(fps, 3), "done": done, "pid": os.getpid()}
 
     def _emit(self, force: bool = False, done: bool = False) -> None:
         if not self.path:
@@ -135,6 +141,8 @@ def format_record(rec: dict) -> str:
     parts.append(f"{rate:.3g} {rec.get('unit', 'it')}/s" if rate else "starting")
     if rec.get("eta") is not None:
         parts.append(f"ETA {_clock(rec['eta'])}")
+    if rec.get("fps"):
+        parts.append(f"{rec['fps']:.3g} frames/s")
     line = ", ".join(parts)
     if rec.get("items_total"):
         line += f" ({rec.get('items', 0)}/{rec['items_total']} done)"

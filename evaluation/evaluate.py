@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from tqdm import tqdm
+from common.progress import progress
 
 from common.cli import HelpFormatter, add_run_record_arg
 from common.dataset import read_csv_rows
@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         coeff_pd: dict[str, np.ndarray] = {}
         coeff_gt: dict[str, np.ndarray] = {}
         mine = shard(uuids, info)
-        for uuid in tqdm(mine, desc=f"evaluate[{info.rank}]", disable=not info.is_main, unit="video"):
+        for uuid in progress(mine, desc="evaluate", unit="video", enabled=info.is_main):
             try:
                 r = ev.evaluate_video(uuid)
             except UserError as e:

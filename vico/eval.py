@@ -12,7 +12,6 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-from tqdm import tqdm
 
 from common.artifacts import save_recon_mat
 from common.dataset import clip_name, read_index
@@ -22,6 +21,7 @@ from common.io import RunReport, UserError, is_complete, run_cli, run_record_nam
 from .data import check_feature_set, load_clip, load_stats
 from .inference import predict_batch, to_recon
 from common.cli import HelpFormatter, add_run_record_arg
+from common.progress import Progress
 
 from .cli import CONFIG_METAVAR, config_arg
 from .models import CONFIGS, TASKS, resolve_config
@@ -103,7 +103,7 @@ def _eval(args: argparse.Namespace, info) -> int:
         else:
             todo.append((c.uuid, out))
     log.info("%s: %d clip(s) to generate with %s (%s checkpoint)", csv, len(todo), ckpt, meta["format"])
-    bar = tqdm(total=len(todo), desc="generating", disable=not info.is_main)
+    bar = Progress(len(todo), desc="generating", unit="clip", enabled=info.is_main)
     for i in range(0, len(todo), args.batch_size):
         chunk = todo[i:i + args.batch_size]
         clips, outs = [], []

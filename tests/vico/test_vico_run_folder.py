@@ -89,3 +89,15 @@ def test_tensorboard_scalars_match_log(tiny, tmp_path):
     events = acc.Scalars("train/loss")
     assert [ev.step for ev in events] == [r["epoch"] for r in rows] == [1, 2, 3, 4]
     assert [ev.value for ev in events] == pytest.approx([r["loss"] for r in rows], rel=1e-6)
+
+
+def test_progress_records_steps_and_epochs(tiny, tmp_path, monkeypatch):
+    """What pipeline.runner shows while vico.train runs: one bar over every remaining step."""
+    f = tmp_path / "progress.jsonl"
+    monkeypatch.setenv("VICO_PROGRESS_FILE", str(f))
+    assert train_main(_args(tiny, tmp_path / "run", "--max_epochs", "3")) == 0
+    recs = [json.loads(line) for line in f.read_text().splitlines()]
+    train = [r for r in recs if r["desc"] == "train"]
+    steps = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])["steps"]
+    assert train[0]["total"] == 3 * steps and train[0]["items_total"] == 3
+    assert (train[-1]["n"], train[-1]["items"], train[-1]["done"]) == (3 * steps, 3, True)

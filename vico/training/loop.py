@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from common.dataset import read_index
 from common.dist import all_reduce_sum, barrier, cleanup, gather_objects, init_dist
 from common.io import RunReport, UserError, write_text_atomic
+from common.progress import Progress, progress
 from common.training import ScalarWriter, check_retention, event_files, prune_checkpoints
 from common.weights import load_state_dict_strict
 
@@ -83,7 +83,7 @@ def load_split(data: str, features: str | None, split_csv: str, audio_dim: int, 
     stats = load_stats(fdir, audio_dim)
     clips = []
     index = read_index(split_path(data, split_csv))
-    for c in tqdm(index, desc="loading features", disable=len(index) < 50, leave=False):
+    for c in progress(index, desc="loading features", unit="clip"):
         try:
             clips.append(load_clip(fdir, c.uuid, stats, audio_dim))
             report.ok(c.uuid)
@@ -233,6 +233,8 @@ def _epochs(cfg: TrainConfig, info, start: int, net, model, model_cfg, opt, sche
     """Epochs ``start+1 .. max_epochs``: one log line (and TensorBoard scalars) per epoch,
     checkpoints every --save_every epochs, pruned to --keep_last/--keep_every."""
     out = Path(cfg.output_path)
+    bar = Progress(max(cfg.max_epochs - start, 0) * len(sampler), desc="train", unit="step",
+                   items_total=max(cfg.max_epochs - start, 0), enabled=info.is_main)
     for epoch in range(start, cfg.max_epochs):
         t0 = time.time()
         sampler.set_epoch(epoch)
@@ -240,14 +242,13 @@ def _epochs(cfg: TrainConfig, info, start: int, net, model, model_cfg, opt, sche
         lr = opt.param_groups[0]["lr"]
         sums = torch.zeros(len(TERM_NAMES) + 1, dtype=torch.float64)
         steps = samples = 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.max_epochs}", disable=not info.is_main, leave=False)
-        for batch in bar:
+        for batch in loader:
             total, means, gb = train_step(net, opt, batch, info, cfg.loss_mean)
             sums += torch.cat([torch.tensor([total], dtype=torch.float64), means])
             steps += 1
             samples += gb
-            if info.is_main:
-                bar.set_postfix(loss=f"{total:.4f}")
+            bar.update(1, items=0)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{total:.4f}")
         sched.step()  # after the epoch's optimizer steps (the original stepped first: one epoch early)
         rngs = gather_objects(rng_state(), info)
         avg = (sums / max(steps, 1)).tolist()
@@ -263,7 +264,9 @@ def _epochs(cfg: TrainConfig, info, start: int, net, model, model_cfg, opt, sche
                 save_checkpoint(out / "checkpoints", epoch + 1, model, opt, sched, rngs, model_cfg,
                                 dataclasses.asdict(cfg), info.world_size)
                 prune_run_checkpoints(out / "checkpoints", epoch + 1, cfg.keep_last, cfg.keep_every)
+        bar.update(0, items=1)
         barrier(info)
+    bar.close()
 
 
 def _run_files(out: Path) -> list[Path]:
