@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="worker processes per rank (videos are spread over them)")
     p.add_argument("--device", default=KeypointConfig.device, help="device of the fan backend")
     p.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--verbose", action="store_true", help="debug logging")
     return p
 
 

@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="channels_last memory format (auto: on for CUDA)")
     p.add_argument("--crf", type=int, default=18, help="H.264 quality (lower is better)")
     p.add_argument("--overwrite", action="store_true", help="re-render videos whose mp4 exists")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--verbose", action="store_true", help="debug logging")
     return p
 
 

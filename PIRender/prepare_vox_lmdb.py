@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=sorted(LIST_FILES), default="test",
                    help="which list file names the packed videos (upstream: test; train for PIRender.train)")
     p.add_argument("--overwrite", action="store_true", help="repack videos already in the LMDB")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--verbose", action="store_true", help="debug logging")
     return p
 
 

@@ -672,7 +672,7 @@ def _status(spec: WeightSpec, root: Path) -> tuple[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.parser("common.weights", "List the pretrained weight files and make smoke-test stand-ins.", EPILOG)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     p_list = sub.add_parser("list", help="table of weight files: name, path, status",
                             formatter_class=cli.HelpFormatter, epilog=EPILOG)

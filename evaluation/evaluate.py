@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pd_video_folder", default=None,
                    help="predicted videos <uuid>.<task>.mp4 (not needed for --metrics coeff)")
     p.add_argument("--anno_file", required=True, help="csv with a uuid column (test.csv)")
-    p.add_argument("--task", choices=("speaker", "listener"), default=d.task)
+    p.add_argument("--task", choices=("speaker", "listener"), default=d.task,
+                   help="which role's videos and coefficients to score (<uuid>.<task>.mp4/.mat)")
     p.add_argument("--metrics", default=d.metrics, help="comma list of metrics/groups, 'default' or 'all'")
     p.add_argument("--gt_audio_folder", default=None, help="<uuid>.wav, for lip sync")
     p.add_argument("--gt_coeff_folder", default=None, help="GT <uuid>.<task>.mat (Deep3DFaceRecon coeff)")
@@ -110,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_record_arg(p, default_text="run.json beside --output")
     p.add_argument("--device", default=d.device, help="auto (this rank's GPU if any, else CPU), cpu, cuda, cuda:N")
     p.add_argument("--workers", type=int, default=d.workers, help="threads for face detection/landmarks")
-    p.add_argument("--verbose", action="store_true")
+    p.add_argument("--verbose", action="store_true", help="debug logging")
     return p
 
 

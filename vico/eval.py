@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "for the whole clip (pipeline.generate uses this for a photo)")
     p.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
     add_run_record_arg(p, default_text="run.<task>.json: both tasks may share --output_path")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--verbose", action="store_true", help="debug logging")
     return p
 
 
