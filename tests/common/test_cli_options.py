@@ -54,6 +54,7 @@ def parsers():
         mp.undo()
 
 
+@pytest.mark.slow  # imports every stage (about 10 s alone; shared with other tests in a full run)
 def test_option_rules(parsers):
     problems, shorts = [], {}
     for name, p in parsers:
@@ -85,6 +86,7 @@ def test_option_rules(parsers):
     assert problems == [], "\n".join(problems)
 
 
+@pytest.mark.slow
 def test_demo_help_shows_the_config_values(parsers):
     from pipeline.config import DEFAULT_CONFIG, load_config
 

@@ -72,3 +72,17 @@ def test_evaluate_writes_the_named_record(tmp_path):
                               "--no_cache", "--output", str(out / f"{name}.json"), "--run_record", name]) == 0
     assert sorted(p.name for p in out.glob("run*.json")) == ["run.a.json", "run.b.json"]
     assert json.loads((out / "run.a.json").read_text())["counts"]["done"] == 1
+
+
+@pytest.mark.slow
+def test_every_demo_step_parses(tmp_path, monkeypatch):
+    """Each step's arguments are accepted by its stage's parser (new flags included)."""
+    from tests.common.test_cli_options import parser_of
+
+    for step in build_steps(DemoConfig(out=tmp_path)):
+        module = "common.synthetic.__main__" if step.module == "common.synthetic" else step.module
+        ns = parser_of(module, monkeypatch).parse_args([str(a) for a in step.args])
+        if step.module == "evaluation.evaluate" and step.name.startswith("metrics_"):
+            assert ns.min_track == DemoConfig().lipsync_min_track and ns.run_record == step.name
+        if step.module == "vico.train":
+            assert ns.overwrite
