@@ -33,6 +33,7 @@ def _log_epochs(out: Path) -> list[int]:
     return [json.loads(line)["epoch"] for line in (out / "log.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_keep_last_keep_every_refuse_resume_overwrite(tiny, tmp_path, capsys):
     out = tmp_path / "run"
     assert train_main(_args(tiny, out, "--max_epochs", "7", "--keep_last", "2", "--keep_every", "3")) == 0
