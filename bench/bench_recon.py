@@ -34,7 +34,7 @@ from common.artifacts import save_recon_mat
 from common import dist
 from common.faces import get_backend, track_landmarks
 from common.media import VideoWriter, read_video
-from common.weights import fill_state_dict
+from common.smoke_weights import fill_state_dict
 from Deep3DFaceRecon_pytorch import face_recon_videos as frv
 from Deep3DFaceRecon_pytorch.data import align
 from Deep3DFaceRecon_pytorch.data.keypoints import load_keypoints, save_keypoints

@@ -91,20 +91,6 @@ def _abs(p: str | os.PathLike | None) -> Path | None:
     return None if p is None else Path(p).expanduser().resolve()
 
 
-def _weights(name: str, given: Path | None, root: Path, flag: str) -> Path:
-    """The weights file (given or its default place under ``root``); one-line error when missing."""
-    from common.weights import get_spec
-
-    spec = get_spec(name)
-    p = given if given is not None else spec.default_file(root)
-    if p.is_dir() and (p / spec.filename).is_file():
-        p = p / spec.filename
-    if not p.is_file():
-        raise UserError(f"missing weights file {p} ({spec.description}): obtain {spec.filename} from "
-                        f"{spec.source} and put it there, or pass {flag} PATH (or --weights_dir DIR)")
-    return p
-
-
 def run_dir_of(checkpoint: Path) -> Path:
     """The vico training run folder of a checkpoint file, its ``latest`` pointer or a folder."""
     if checkpoint.is_dir():
@@ -164,13 +150,14 @@ def resolve(cfg: GenerateConfig) -> GenerateConfig:
         cfg.work_dir = cfg.out.parent / f"{cfg.out.stem}_work"
     if cfg.work_dir == cfg.out.parent or cfg.work_dir in cfg.out.parents:
         raise UserError(f"{cfg.out}: the output must not be inside the work folder {cfg.work_dir} (it is cleared)")
-    if cfg.weights_dir is None:
-        from common.weights import weights_dir
+    from common.weights import resolve_weights, weights_dir
 
+    if cfg.weights_dir is None:
         cfg.weights_dir = weights_dir().resolve()
-    cfg.recon_checkpoint = _weights(RECON_WEIGHTS, cfg.recon_checkpoint, cfg.weights_dir, "--recon_checkpoint")
-    cfg.pirender_checkpoint = _weights(PIRENDER_WEIGHTS, cfg.pirender_checkpoint, cfg.weights_dir,
-                                       "--pirender_checkpoint")
+    cfg.recon_checkpoint = resolve_weights(RECON_WEIGHTS, cfg.recon_checkpoint, cfg.weights_dir,
+                                           "--recon_checkpoint")
+    cfg.pirender_checkpoint = resolve_weights(PIRENDER_WEIGHTS, cfg.pirender_checkpoint, cfg.weights_dir,
+                                              "--pirender_checkpoint")
     cfg.stats = resolve_stats(cfg.checkpoint, cfg.stats)
     if cfg.feature_set is None:
         cfg.feature_set = recorded_feature_set(cfg.stats) or "vico45"
