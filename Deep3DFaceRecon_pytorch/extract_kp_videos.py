@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from tqdm import tqdm
 
 from common.media import pin_mmap_threshold
 from common.cli import HelpFormatter
 from common import dist
 from common.faces import BACKENDS, get_backend, track_landmarks
 from common.io import RunReport, UserError, is_complete, run_cli, setup_logging
+from common.progress import Progress
 
 from .data.frames import find_inputs, iter_media_frames
 from .data.keypoints import save_keypoints
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights_dir", default=None,
                    help="3ddfa_v2: folder holding tddfa_v2/ (default $VICO_WEIGHTS_DIR or weights/)")
     p.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--verbose", action="store_true", help="debug logging")
     return p
 
 
@@ -170,7 +170,7 @@ def run(cfg: KeypointConfig, info: dist.DistInfo) -> RunReport:
         return report
     device = str(info.device) if cfg.backend in ("fan", "3ddfa_v2") else "cpu"
     workers = max(1, min(cfg.workers, len(tasks)))
-    bar = tqdm(total=len(tasks), unit="video", desc="landmarks", disable=not info.is_main, leave=False)
+    bar = Progress(len(tasks), desc="landmarks", unit="video", enabled=info.is_main)
     threads = max(1, dist.thread_count() // workers)  # this process's CPUs, shared by its workers
     if workers == 1:
         _init_worker(cfg.backend, device, threads, backend_options(cfg))
@@ -181,7 +181,7 @@ def run(cfg: KeypointConfig, info: dist.DistInfo) -> RunReport:
         results = pool.imap_unordered(_work, tasks)
     try:
         for name, err, n, n_found in results:
-            bar.update(1)
+            bar.update(1, frames=n or 0)
             if err is not None:
                 report.fail(name, err)
                 continue

@@ -14,7 +14,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from common.media import pin_mmap_threshold
 from common.artifacts import save_recon_mat
@@ -22,6 +21,7 @@ from common.cli import HelpFormatter
 from common import dist
 from common.io import RunReport, UserError, is_complete, run_cli, setup_logging
 from common.weights import load_checkpoint, load_state_dict_strict, resolve_weights
+from common.progress import Progress
 
 from .data import align
 from .data.frames import find_inputs
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=ReconConfig.threads,
                    help="torch CPU threads per process (0: $OMP_NUM_THREADS when set, else the CPUs this process may "
                         "use divided by the local torchrun processes)")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--verbose", action="store_true", help="debug logging")
     return p
 
 
@@ -184,7 +184,7 @@ def run(cfg: ReconConfig, info: dist.DistInfo, net: ReconNet) -> RunReport:
         # Prepare the next batches while the GPU works. Not on CPU: there the network already
         # uses every core and a competing thread slows its OpenMP workers more than it saves.
         batches = prefetch(batches)
-    bar = tqdm(total=len(todo), unit="video", desc="recon", disable=not info.is_main, leave=False)
+    bar = Progress(len(todo), desc="recon", unit="video", enabled=info.is_main)
     n_frames = 0
     with torch.inference_mode():
         for batch in batches:
@@ -195,8 +195,7 @@ def run(cfg: ReconConfig, info: dist.DistInfo, net: ReconNet) -> RunReport:
                 coeff = net(x).float().cpu().numpy()  # (B,257)
                 n_frames += len(batch)
             collector.add(batch, coeff)
-            bar.update(len(batch.completed) + len(batch.failed))
-            bar.set_postfix(frames=n_frames, refresh=False)
+            bar.update(len(batch.completed) + len(batch.failed), frames=len(batch))
     bar.close()
     return report
 

@@ -12,20 +12,19 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import torch
-from tqdm import tqdm
 
 from common.cli import HelpFormatter
 from common.dataset import parse_name
 from common.dist import cleanup, finish_report, init_dist, shard
 from common.io import RunReport, UserError, is_complete, run_cli, setup_logging
 from common.media import FPS, MediaError, VideoWriter, load_audio
+from common.progress import Progress
 from PIRender.data.vox_lmdb import VoxLMDB
 from PIRender.engine.checkpoint import load_generator
 from PIRender.engine.render import Renderer, driving_windows
@@ -92,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="channels_last memory format (auto: on for CUDA)")
     p.add_argument("--crf", type=int, default=18, help="H.264 quality (lower is better)")
     p.add_argument("--overwrite", action="store_true", help="re-render videos whose mp4 exists")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--verbose", action="store_true", help="debug logging")
     return p
 
 
@@ -109,8 +108,9 @@ def audio_for(name: str, audio_dir: Path) -> Path:
 
 
 def render_one(db: VoxLMDB, name: str, renderer: Renderer, out_path: Path, audio_dir: Path | None,
-               crf: int) -> int:
-    """Render video ``name`` to ``out_path`` atomically; returns the frame count."""
+               crf: int, bar: Progress | None = None) -> int:
+    """Render video ``name`` to ``out_path`` atomically; returns the frame count. ``bar``
+    advances by each rendered batch's frames."""
     n = db.n_frames(name)
     if n < 1:
         raise UserError(f"{db.db_path}: {name} has no frames")
@@ -123,7 +123,16 @@ def render_one(db: VoxLMDB, name: str, renderer: Renderer, out_path: Path, audio
     with VideoWriter(out_path, fps=FPS, crf=crf, audio=audio) as writer:
         for frames in renderer.render(source, windows):
             writer.write(frames)
+            if bar is not None:
+                bar.update(len(frames))
     return writer.n_frames
+
+
+def _frames_or_zero(db: VoxLMDB, name: str) -> int:
+    try:
+        return max(0, int(db.n_frames(name)))
+    except Exception:  # noqa: BLE001 - a broken entry is reported by render_one
+        return 0
 
 
 def run(cfg: InferenceConfig) -> int:
@@ -165,21 +174,29 @@ def _run(cfg: InferenceConfig, info) -> int:
              cfg.batch_size, precision, out_dir)
     n_frames = 0
     t0 = time.time()
-    for name in tqdm(mine, desc="render", unit="video", disable=not sys.stderr.isatty() or not info.is_main):
-        out_path = out_dir / f"{name}.mp4"
-        if is_complete(out_path) and not cfg.overwrite:
+    todo = [n for n in mine if cfg.overwrite or not is_complete(out_dir / f"{n}.mp4")]
+    for name in mine:
+        if name not in todo:
             report.skip(name)
-            continue
+    # frames of this rank's videos (a bad entry counts 0 here and fails below)
+    total = sum(_frames_or_zero(db, n) for n in todo)
+    bar = Progress(total, desc="render", unit="frame", items_total=len(todo), enabled=info.is_main)
+    for name in todo:
+        out_path = out_dir / f"{name}.mp4"
+        done_before = bar.n
         try:
-            n = render_one(db, name, renderer, out_path, audio_dir, cfg.crf)
+            n = render_one(db, name, renderer, out_path, audio_dir, cfg.crf, bar)
         except (UserError, ValueError) as e:
             report.fail(name, e)
             continue
         except RuntimeError as e:  # e.g. CUDA out of memory on one long video: report, go on
             report.fail(name, f"{type(e).__name__}: {' '.join(str(e).split())[:200]}")
             continue
+        finally:
+            bar.update(max(0, _frames_or_zero(db, name) - (bar.n - done_before)), items=1)
         n_frames += n
         report.ok(name, [out_path])
+    bar.close()
     dt = time.time() - t0
     if n_frames:
         log.info("%d frames in %.1f s (%.2f frames/s)", n_frames, dt, n_frames / dt)

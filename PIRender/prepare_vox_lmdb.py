@@ -12,16 +12,15 @@ import argparse
 import logging
 import multiprocessing as mp
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from tqdm import tqdm
 
 from common.cli import HelpFormatter
 from common.dataset import VIDEO_EXTS, find_files
 from common.io import RunReport, UserError, run_cli, setup_logging, write_text_atomic
+from common.progress import progress
 from PIRender.data.prepare import find_coeff_files, prepare_video, prepare_video_star
 from PIRender.data.vox_lmdb import LIST_FILES, encode_count, format_key, lmdb_dir, open_env
 
@@ -69,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=sorted(LIST_FILES), default="test",
                    help="which list file names the packed videos (upstream: test; train for PIRender.train)")
     p.add_argument("--overwrite", action="store_true", help="repack videos already in the LMDB")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--verbose", action="store_true", help="debug logging")
     return p
 
 
@@ -136,8 +135,7 @@ def prepare(cfg: PrepareConfig) -> RunReport:
             pool = None
             results = (prepare_video(*t) for t in todo)
         try:
-            for res in tqdm(results, total=len(todo), desc="prepare_vox_lmdb", unit="video",
-                            disable=not sys.stderr.isatty()):
+            for res in progress(results, total=len(todo), desc="prepare_vox_lmdb", unit="video"):
                 if res.error:
                     report.fail(res.name, res.error)
                     continue

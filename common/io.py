@@ -180,6 +180,16 @@ def versions() -> dict[str, str]:
     return out
 
 
+def run_record_name(name: str | None = None) -> str:
+    """The run record's file name: ``run.json``, or ``run.<name>.json`` where several runs write
+    into one folder (``--run_record NAME``), so that no run overwrites another's record."""
+    if not name:
+        return "run.json"
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise UserError(f"--run_record {name!r}: use letters, digits, '_', '-' and '.' only")
+    return f"run.{name}.json"
+
+
 class RunReport:
     """What a stage did: its config, items done/skipped/failed with reasons; written as run.json."""
 

@@ -631,7 +631,7 @@ def _dir_arg(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.parser("common.weights", "Fetch, verify and list the pretrained weight files; make smoke-test "
                         "stand-ins.", EPILOG)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, help_: str) -> argparse.ArgumentParser:

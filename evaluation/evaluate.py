@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from tqdm import tqdm
+from common.progress import progress
 
-from common.cli import HelpFormatter
+from common.cli import HelpFormatter, add_run_record_arg
 from common.dataset import read_csv_rows
 from common.faces import BACKENDS
 from common.dist import cleanup, gather_objects, init_dist, shard
-from common.io import RunReport, UserError, config_to_dict, run_cli, setup_logging, write_json_atomic, write_text_atomic
+from common.io import (RunReport, UserError, config_to_dict, run_cli, run_record_name, setup_logging, write_json_atomic,
+                       write_text_atomic)
 from evaluation.lipsync.pipeline import LipSyncConfig
 from evaluation.metrics.engine import (DEFAULT_METRICS, GROUPS, OPT_IN, EvalSettings, Evaluator,
                                        aggregate, parse_metrics)
@@ -73,6 +74,7 @@ class EvaluateConfig(EvalSettings):
     overwrite: bool = False
     verbose: bool = False
     device: str = "auto"
+    run_record: str | None = None    # run.<name>.json instead of run.json (runs sharing a folder)
 
     def __post_init__(self) -> None:
         self.lipsync = LipSyncConfig(min_track=self.min_track, min_face_size=self.min_face_size)
@@ -87,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pd_video_folder", default=None,
                    help="predicted videos <uuid>.<task>.mp4 (not needed for --metrics coeff)")
     p.add_argument("--anno_file", required=True, help="csv with a uuid column (test.csv)")
-    p.add_argument("--task", choices=("speaker", "listener"), default=d.task)
+    p.add_argument("--task", choices=("speaker", "listener"), default=d.task,
+                   help="which role's videos and coefficients to score (<uuid>.<task>.mp4/.mat)")
     p.add_argument("--metrics", default=d.metrics, help="comma list of metrics/groups, 'default' or 'all'")
     p.add_argument("--gt_audio_folder", default=None, help="<uuid>.wav, for lip sync")
     p.add_argument("--gt_coeff_folder", default=None, help="GT <uuid>.<task>.mat (Deep3DFaceRecon coeff)")
@@ -118,9 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truncate", action="store_true", help="score the shorter length on a frame-count mismatch")
     p.add_argument("--strict", action="store_true", help="a metric that cannot run is an error")
     p.add_argument("--overwrite", action="store_true", help="recompute even if --output exists")
+    add_run_record_arg(p, default_text="run.json beside --output")
     p.add_argument("--device", default=d.device, help="auto (this rank's GPU if any, else CPU), cpu, cuda, cuda:N")
     p.add_argument("--workers", type=int, default=d.workers, help="threads for face detection/landmarks")
-    p.add_argument("--verbose", action="store_true")
+    p.add_argument("--verbose", action="store_true", help="debug logging")
     return p
 
 
@@ -166,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not ev.active and ev.tddfa is None:
             m, why = next(iter(ev.unavailable.items()))
             raise UserError(f"no requested metric can run (first: {m} {why})")
-        report = RunReport("evaluation.evaluate", cfg, out.parent)
+        report = RunReport("evaluation.evaluate", cfg, out.parent, run_record_name(cfg.run_record))
         records: list[dict] = []
         fid_pd = GaussianStats.empty(2048) if "fid" in ev.active else None
         fid_gt = GaussianStats.empty(2048) if "fid" in ev.active else None
@@ -174,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         coeff_gt: dict[str, np.ndarray] = {}
         tddfa_rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         mine = shard(uuids, info)
-        for uuid in tqdm(mine, desc=f"evaluate[{info.rank}]", disable=not info.is_main, unit="video"):
+        for uuid in progress(mine, desc="evaluate", unit="video", enabled=info.is_main):
             try:
                 r = ev.evaluate_video(uuid)
             except UserError as e:

@@ -45,6 +45,9 @@ class DemoConfig:
     seed: int = 0
     epochs: int = 3
     nproc: int = 1          # processes per distributed step (> 1: torchrun --standalone)
+    # lip sync scores clips with a face track longer than this many frames at 25 fps; the
+    # original's 100 would leave the demo's short clips unscored
+    lipsync_min_track: int = 50
     weights_dir: Path = Path("weights")
     # pretrained files the demo needs; missing ones get labelled smoke-test stand-ins
     weights: tuple[str, ...] = ("deep3dfacerecon_reconnet_resnet50", "pirender_face_generator",

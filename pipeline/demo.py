@@ -4,6 +4,7 @@ Re-running resumes: finished steps are skipped (``--force`` re-runs them).
 """
 from __future__ import annotations
 
+import argparse
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -13,10 +14,11 @@ from common import artifacts
 from common.cli import parser
 from common.io import config_to_dict, run_cli, setup_logging, write_json_atomic
 from common.synthetic.generator import pair_names
-from pipeline.config import DEFAULT_CONFIG, TASKS, DemoConfig, load_config
+from pipeline.config import DEFAULT_CONFIG, REPO, TASKS, DemoConfig, load_config
 from pipeline.runner import Runner, Step, StepFailed
 
 log = logging.getLogger("pipeline.demo")
+OVERRIDABLE = ("out", "pairs", "frames", "seed", "epochs", "weights_dir", "nproc")
 
 EXAMPLES = """examples:
   python -m pipeline.demo                          # everything into outputs/demo
@@ -58,7 +60,7 @@ def build_steps(cfg: DemoConfig) -> list[Step]:
     for task in TASKS:
         steps.append(Step(f"train_{task}", "vico.train",
                           ["--task", task, "--data", data, "--features", feats, "--output_path", P("vico") / task,
-                           "--max_epochs", cfg.epochs, "--batch_size", 4, "--seed", cfg.seed],
+                           "--max_epochs", cfg.epochs, "--batch_size", 4, "--seed", cfg.seed, "--overwrite"],
                           f"train the {task} model ({cfg.epochs} epochs)", distributed=True))
     for task in TASKS:
         steps.append(Step(f"eval_{task}", "vico.eval",
@@ -89,6 +91,7 @@ def build_steps(cfg: DemoConfig) -> list[Step]:
                            "--anno_file", data / "test.csv", "--task", task, "--metrics", "all",
                            "--gt_audio_folder", data / "audios", "--gt_coeff_folder", P("recons"),
                            "--pd_coeff_folder", P("rendered_recons"), "--weights_dir", w,
+                           "--min_track", cfg.lipsync_min_track, "--run_record", f"metrics_{task}",
                            "--output", metrics / f"{task}.json"],
                           f"every metric of the {task} videos", distributed=True))
     # score: the model's motion against the first frame held still, ranked as the challenge ranked
@@ -102,6 +105,7 @@ def build_steps(cfg: DemoConfig) -> list[Step]:
             steps.append(Step(f"motion_{entry}_{task}", "evaluation.evaluate",
                               ["--anno_file", data / "test.csv", "--task", task, "--metrics", "coeff",
                                "--gt_coeff_folder", P("recons"), "--pd_coeff_folder", folder, "--no_cache",
+                               "--run_record", f"motion_{entry}_{task}",
                                "--output", metrics / f"motion_{entry}_{task}.json"],
                               f"motion metrics of the {entry} {task} coefficients"))
         steps.append(Step(f"score_{task}", "evaluation.score",
@@ -120,31 +124,50 @@ def build_steps(cfg: DemoConfig) -> list[Step]:
     return steps
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser(base: DemoConfig, config: Path) -> argparse.ArgumentParser:
+    """The demo's options; their defaults are the values of ``config`` (already read as ``base``)."""
+    src = _shown(config)
     ap = parser("pipeline.demo", __doc__, EXAMPLES)
-    ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
-                    help="YAML with the demo's settings and paths; the flags below override it")
-    ap.add_argument("--out", type=Path, default=None, help="run folder (config: out)")
-    ap.add_argument("--pairs", type=int, default=None, help="speaker/listener pairs to synthesise (config: pairs)")
-    ap.add_argument("--frames", type=int, default=None, help="frames per video, 30 fps (config: frames)")
-    ap.add_argument("--seed", type=int, default=None, help="synthetic data seed (config: seed)")
-    ap.add_argument("--epochs", type=int, default=None, help="vico training epochs (config: epochs)")
-    ap.add_argument("--weights_dir", type=Path, default=None,
-                    help="released weights are used from here; missing ones get smoke-test stand-ins "
-                         "(config: weights_dir)")
-    ap.add_argument("--nproc", type=int, default=None,
-                    help="processes for the steps that split their work (landmarks, recon, training, eval, "
-                         "render, metrics): > 1 runs them under torchrun --standalone, one per GPU when "
-                         "present, gloo on CPU (config: nproc)")
+    ap.add_argument("--config", type=Path, default=config,
+                    help=f"YAML with the demo's settings and paths; the flags below override it "
+                         f"(default: {_shown(DEFAULT_CONFIG)})")
+
+    def opt(name: str, typ: type, what: str) -> None:
+        ap.add_argument(f"--{name}", type=typ, default=getattr(base, name),
+                        help=f"{what} (default: {getattr(base, name)} from {src})")
+
+    opt("out", Path, "run folder")
+    opt("pairs", int, "speaker/listener pairs to synthesise")
+    opt("frames", int, "frames per video, 30 fps")
+    opt("seed", int, "synthetic data seed")
+    opt("epochs", int, "vico training epochs")
+    opt("weights_dir", Path, "released weights are used from here; missing ones get smoke-test stand-ins")
+    opt("nproc", int, "processes for the steps that split their work (landmarks, recon, training, eval, "
+                      "render, metrics): > 1 runs them under torchrun --standalone, one per GPU when present, "
+                      "gloo on CPU")
     ap.add_argument("--from", dest="start", default=None, help="start at this step")
     ap.add_argument("--only", action="append", default=[], help="run only this step (repeatable)")
     ap.add_argument("--force", action="store_true", help="re-run steps that are already done")
     ap.add_argument("--list", action="store_true", help="list the steps and exit")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def _shown(p: Path) -> str:
+    """``p`` relative to the repository when inside it (configs/demo.yaml), else as given."""
+    try:
+        return str(Path(p).resolve().relative_to(REPO))
+    except ValueError:
+        return str(p)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    config = pre.parse_known_args(argv)[0].config
+    base = load_config(config)
+    args = build_parser(base, config).parse_args(argv)
     setup_logging()
-    overrides = {k: getattr(args, k) for k in ("out", "pairs", "frames", "seed", "epochs", "weights_dir", "nproc")
-                 if getattr(args, k) is not None}
-    cfg = replace(load_config(args.config), **overrides)
+    cfg = replace(base, **{k: getattr(args, k) for k in OVERRIDABLE})
     runner = Runner(cfg.out, build_steps(cfg), nproc=cfg.nproc)
     if args.list:
         for s in runner.steps:
@@ -163,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("demo finished: %s", ", ".join(f"{r['step']} ({r['status']})" for r in results))
     log.info("report: %s", cfg.path("report"))
     return 0
+
 
 if __name__ == "__main__":
     run_cli(main)

@@ -50,9 +50,13 @@ PUBLISHED_SOURCE = ("Zhou et al., Responsive Listening Head Generation: A Benchm
                     "for the talking-head baseline. Real ViCo data and released weights, so not comparable "
                     "with a demo on synthetic data.")
 
-# trajectory panels: (title, layout slice name, component indices)
-TRAJECTORIES = (("head angles (rad)", "angle", (0, 1, 2)), ("translation", "trans", (0, 1, 2)),
-                ("expression (first 3)", "exp", (0, 1, 2)))
+# trajectory panels: (layout slice name, unit, ((component index, panel name), ...)); Deep3DFaceRecon's
+# angles are rotations about x, y, z: pitch, yaw, roll
+TRAJECTORIES = (("angle", "rad", ((0, "pitch"), (1, "yaw"), (2, "roll"))),
+                ("trans", "", ((0, "tx"), (1, "ty"), (2, "tz"))),
+                ("exp", "", ((0, "exp 0"), (1, "exp 1"), (2, "exp 2"))))
+LIPSYNC_KEYS = ("avoffset", "avconf")
+ORIGINAL_MIN_TRACK = 100  # the original lip-sync scorer: face tracks longer than 100 frames at 25 fps
 
 
 @dataclass
@@ -79,12 +83,90 @@ def _svg(fig) -> bytes:
     return buf.getvalue()
 
 
+def na_reasons(obj: dict | None, task: str, keys: Sequence[str], source: Path) -> dict[str, str]:
+    """Why each metric of ``keys`` has no value in one results.json (``obj``; None: not found).
+
+    Reasons, first found: the file is missing; the metric could not run (``unavailable``); lip
+    sync scored no clip (``lipsync_notes`` {uuid: reason}, or the per-video JSONL's notes);
+    otherwise a generic one pointing to the per-video file."""
+    if obj is None:
+        return {k: f"{task}: {source} not found (the metrics step has not run)" for k in keys}
+    res = obj.get("results") or {}
+    missing = [k for k in keys if res.get(k) is None]
+    if not missing:
+        return {}
+    unavailable = obj.get("unavailable") or {}
+    lipsync = obj.get("lipsync_notes")
+    if lipsync is None and any(k in LIPSYNC_KEYS for k in missing):
+        lipsync = _lipsync_notes_from_jsonl(Path(obj.get("per_video") or source.with_suffix(".videos.jsonl")))
+    out = {}
+    for k in missing:
+        if k in unavailable:
+            out[k] = f"{task} {k}: {unavailable[k]}"
+        elif k in LIPSYNC_KEYS and lipsync:
+            out[k] = f"{task} {k}: no clip scored; " + "; ".join(f"{u}: {why}" for u, why in sorted(lipsync.items()))
+        else:
+            out[k] = f"{task} {k}: no value in {source.name} (no reason recorded; see {source.stem}.videos.jsonl)"
+    return out
+
+
+def _lipsync_notes_from_jsonl(path: Path) -> dict[str, str]:
+    """uuid -> why lip sync did not score it, from evaluate's per-video records."""
+    notes: dict[str, str] = {}
+    if not path.is_file():
+        return notes
+    for line in path.read_text().splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        why = r.get("lipsync_note") or next((e for e in r.get("errors", []) if str(e).startswith("lip sync:")), None)
+        if why and "uuid" in r:
+            notes[r["uuid"]] = why
+    return notes
+
+
 def _fmt(v: Any) -> str:
     if v is None:
         return "n/a"
     if isinstance(v, float):
         return f"{v:.4g}"
     return html.escape(str(v))
+
+
+def loss_figure(logs: dict[str, list[dict]]):
+    """One panel per task: total and per-term loss per epoch; the legend right of each panel."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(logs), figsize=(12, 3.2), squeeze=False)
+    fig.subplots_adjust(wspace=0.55, right=0.85)
+    for ax, (task, rows) in zip(axes[0], logs.items()):
+        if rows:
+            epochs = [r["epoch"] for r in rows]
+            ax.plot(epochs, [r["loss"] for r in rows], "k-o", label="total", lw=2)
+            for k in sorted(k for k in rows[0] if k.startswith("loss_") and not k.endswith("_spiky")):
+                ax.plot(epochs, [r[k] for r in rows], "-", label=k[5:], alpha=0.8)
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+        ax.set_title(f"{task} training loss")
+        ax.set_xlabel("epoch")
+    return fig
+
+
+def trajectory_figure(loaded: dict[str, np.ndarray]):
+    """3x3 panels (pitch/yaw/roll, tx/ty/tz, exp 0-2) of each (N, 257) series; one legend above."""
+    plt = _plt()
+    fig, axes = plt.subplots(len(TRAJECTORIES), 3, figsize=(11, 6.5), sharex=True)
+    styles = {"ground truth": "k-", "generated (vico)": "C3-", "re-extracted from render": "C0--"}
+    for r, (part, unit, comps) in enumerate(TRAJECTORIES):
+        for c, (comp, name) in enumerate(comps):
+            ax = axes[r][c]
+            for label, coeff in loaded.items():
+                ax.plot(coeffs.RECON.get(coeff, part)[:, comp], styles.get(label, "-"), label=label, lw=1.2)
+            ax.set_title(f"{name} ({unit})" if unit else name, fontsize=9)
+    axes[-1][1].set_xlabel("frame (30 fps)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.subplots_adjust(top=0.9, hspace=0.35)
+    fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=8, bbox_to_anchor=(0.5, 1.0))
+    return fig
 
 
 class Report:
@@ -151,33 +233,50 @@ vico trained {self.cfg.epochs} epoch(s) per task.</p>
 <table><tr><th>network</th><th>file</th><th>which weights</th></tr>{''.join(rows)}</table>""")
 
     def metrics(self) -> None:
-        results, notes = {}, []
+        results, reasons, min_tracks = {}, {}, set()
+        keys = [k for k, _, _ in METRICS]
         for task in TASKS:
             p = self.cfg.path("metrics") / f"{task}.json"
-            if p.is_file():
-                obj = read_json(p)
-                results[task] = obj.get("results", {})
-                for m, why in (obj.get("unavailable") or {}).items():
-                    notes.append(f"{task} {m}: {why}")
-            else:
-                notes.append(f"{task}: {p} not found (the metrics step has not run)")
+            obj = read_json(p) if p.is_file() else None
+            results[task] = (obj or {}).get("results") or {}
+            reasons[task] = na_reasons(obj, task, keys, p)
+            if obj is not None:
+                min_tracks.add((obj.get("config") or {}).get("min_track"))
+        notes: list[str] = []  # numbered reasons; equal reasons share a number
+
+        def na(task: str, key: str) -> str:
+            why = reasons[task].get(key, f"{task} {key}: no value")
+            if why not in notes:
+                notes.append(why)
+            i = notes.index(why) + 1
+            return (f"<td class='num na' title='{html.escape(why, quote=True)}'>n/a "
+                    f"<a href=#na-{i}>[{i}]</a></td>")
+
         head = "".join(f"<th>{t}: ours</th><th class=pub>{t}: published<sup>*</sup></th>" for t in TASKS)
         rows = []
         for key, label, better in METRICS:
             cells = []
             for t in TASKS:
-                cells.append(f"<td class=num>{_fmt(results.get(t, {}).get(key))}</td>")
+                v = results[t].get(key)
+                cells.append(na(t, key) if v is None else f"<td class=num>{_fmt(v)}</td>")
                 pub = PUBLISHED.get(t, {}).get(key)
                 cells.append(f"<td class='num pub'>{'—' if pub is None else _fmt(pub)}</td>")
             rows.append(f"<tr><td>{label} {better}</td>{''.join(cells)}</tr>")
-        note_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+        note_html = "".join(f"<li id=na-{i}>{html.escape(n)}</li>" for i, n in enumerate(notes, 1))
+        min_tracks.discard(None)
+        mt = min_tracks.pop() if len(min_tracks) == 1 else self.cfg.lipsync_min_track
+        sync = f"Lip sync (AVOffset, AVConf) scores clips with a face track longer than {mt} frames at 25 fps"
+        if mt != ORIGINAL_MIN_TRACK:
+            sync += (f": the demo sets this (lipsync_min_track in its config) so that its short clips are scored; "
+                     f"the original requires {ORIGINAL_MIN_TRACK}, so these values are not comparable with it")
+        sync += "."
         self.add(f"""<h2 id=metrics>Metrics</h2>
 <p>Rendered videos against the ground truth (evaluation.evaluate, every metric); motion metrics on
-coefficients re-extracted from the rendered videos, as the original. n/a: the metric could not run
-on these videos (see the notes and <code>metrics/&lt;task&gt;.videos.jsonl</code>).</p>
+coefficients re-extracted from the rendered videos, as the original. Every n/a links to its
+reason below the table. {html.escape(sync)}</p>
 <table id=metrics-table><tr><th>metric</th>{head}</tr>{''.join(rows)}</table>
-<p class=pub><sup>*</sup> published: {html.escape(PUBLISHED_SOURCE)}</p>
-{f'<ul class=notes>{note_html}</ul>' if notes else ''}""")
+{f'<ol class=notes id=na-notes>{note_html}</ol>' if notes else ''}
+<p class=pub><sup>*</sup> published: {html.escape(PUBLISHED_SOURCE)}; — : no published figure.</p>""")
 
     def scores(self) -> None:
         blocks = []
@@ -191,7 +290,10 @@ on these videos (see the notes and <code>metrics/&lt;task&gt;.videos.jsonl</code
             head = "".join(f"<th>{k}</th>" for k in keys)
             rows = "".join(
                 f"<tr><td>{html.escape(e)}</td>"
-                + "".join(f"<td class=num>{_fmt(s['values'][e][k])} ({s['ranks'][e][k]})</td>" for k in keys)
+                + "".join(f"<td class=num>{_fmt(s['values'][e][k])} ({s['ranks'][e][k]})</td>"
+                          if s["values"][e].get(k) is not None else
+                          "<td class='num na'>n/a (no value for this entry in its motion results)</td>"
+                          for k in keys)
                 + f"<td class=num>{s['score'][e]}</td></tr>" for e in s["order"])
             best = s["order"][0]
             verdict = (f"The {task} model beats the still head." if best == "vico" else
@@ -207,25 +309,14 @@ rank sum wins; rank in brackets). A model that learnt the motion beats the still
 {''.join(blocks)}""")
 
     def losses(self) -> None:
-        plt = _plt()
-        fig, axes = plt.subplots(1, len(TASKS), figsize=(10, 3.2), squeeze=False)
-        found = False
-        for ax, task in zip(axes[0], TASKS):
+        logs = {}
+        for task in TASKS:
             log_path = self.cfg.path("vico") / task / "log.jsonl"
-            rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()] \
+            logs[task] = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()] \
                 if log_path.is_file() else []
-            if rows:
-                found = True
-                epochs = [r["epoch"] for r in rows]
-                ax.plot(epochs, [r["loss"] for r in rows], "k-o", label="total", lw=2)
-                for k in sorted(k for k in rows[0] if k.startswith("loss_") and not k.endswith("_spiky")):
-                    ax.plot(epochs, [r[k] for r in rows], "-", label=k[5:], alpha=0.8)
-                ax.legend(fontsize=7)
-            ax.set_title(f"{task} training loss")
-            ax.set_xlabel("epoch")
-        src = self.asset("loss.svg", _svg(fig))
+        src = self.asset("loss.svg", _svg(loss_figure(logs)))
         self.add(f"""<h2 id=loss>Training loss</h2>
-{'' if found else '<p>No training log found.</p>'}<img class=plot src="{src}" alt="training loss">""")
+{'' if any(logs.values()) else '<p>No training log found.</p>'}<img class=plot src="{src}" alt="training loss">""")
 
     def trajectories(self, uuid: str, role: str) -> str | None:
         name = clip_name(uuid, role) + ".mat"
@@ -235,18 +326,7 @@ rank sum wins; rank in brackets). A model that learnt the motion beats the still
         loaded = {k: load_recon_mat(p)[0] for k, p in series.items() if p.is_file()}
         if not loaded:
             return None
-        plt = _plt()
-        fig, axes = plt.subplots(len(TRAJECTORIES), 3, figsize=(11, 6.5), sharex=True)
-        styles = {"ground truth": "k-", "generated (vico)": "C3-", "re-extracted from render": "C0--"}
-        for r, (title, part, comps) in enumerate(TRAJECTORIES):
-            for c, comp in enumerate(comps):
-                ax = axes[r][c]
-                for label, coeff in loaded.items():
-                    ax.plot(coeffs.RECON.get(coeff, part)[:, comp], styles[label], label=label, lw=1.2)
-                ax.set_title(f"{title} [{comp}]", fontsize=9)
-        axes[-1][1].set_xlabel("frame (30 fps)")
-        axes[0][0].legend(fontsize=7)
-        return self.asset(f"traj_{uuid}.{role}.svg", _svg(fig))
+        return self.asset(f"traj_{uuid}.{role}.svg", _svg(trajectory_figure(loaded)))
 
     def strip(self, videos: Sequence[Path], name: str) -> str | None:
         """A PNG of evenly spaced frames, one row per video (all rows at the same frame indices)."""
@@ -346,7 +426,7 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding
 td.num{text-align:right;font-variant-numeric:tabular-nums}.pub{color:#666;font-style:italic}
 tr.smoke td{background:#fff3cd}.warn{background:#fff3cd;padding:.5em;border-left:4px solid #e0a800}
 .videos{display:flex;gap:1em}video{width:256px;height:256px;background:#000}figure{margin:0}
-img.plot{max-width:100%}img.photo{width:256px}img.strip{max-width:100%;border:1px solid #ccc}.meta{color:#555}
+img.plot{max-width:100%}td.na{color:#8a5a00}img.photo{width:256px}img.strip{max-width:100%;border:1px solid #ccc}.meta{color:#555}
 nav{position:sticky;top:0;background:#fff;padding:.3em 0;border-bottom:1px solid #ddd}"""
 
 

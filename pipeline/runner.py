@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TextIO, Sequence
 
 from common.io import UserError, write_json_atomic
+from common.progress import ENV as PROGRESS_ENV, follow, format_record
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
@@ -42,11 +44,68 @@ def _tail(path: Path, n: int = 15) -> str:
     return "\n".join(lines[-n:])
 
 
+class LiveLine:
+    """One console line, redrawn in place with the running step's progress (terminals only)."""
+
+    def __init__(self, stream: TextIO | None = None, live: bool | None = None):
+        self.stream = stream if stream is not None else sys.stderr
+        self.live = self.stream.isatty() if live is None else live
+        self.width = 0
+
+    def show(self, text: str) -> None:
+        if not self.live:
+            return
+        text = text[:max(20, shutil.get_terminal_size((120, 20)).columns - 1)]
+        self.stream.write("\r" + text.ljust(self.width))
+        self.stream.flush()
+        self.width = len(text)
+
+    def clear(self) -> None:
+        if self.live and self.width:
+            self.stream.write("\r" + " " * self.width + "\r")
+            self.stream.flush()
+            self.width = 0
+
+
+def run_with_progress(cmd: list[str], env: dict, logfile: Path, progress_file: Path, label: str,
+                      line: LiveLine, poll: float = 0.25) -> int:
+    """Run ``cmd`` with stdout/stderr into ``logfile``; meanwhile follow the JSON-lines progress
+    file the stage writes (``VICO_PROGRESS_FILE``) and redraw ``line``. Returns the exit code."""
+    progress_file.unlink(missing_ok=True)
+    env = dict(env, **{PROGRESS_ENV: str(progress_file)})
+    offset, last = 0, None
+    with logfile.open("w") as f:
+        f.write("$ " + " ".join(cmd) + "\n")
+        f.flush()
+        # the caller's folder: relative paths mean the same in every step as in the caller
+        proc = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
+        try:
+            while True:
+                try:
+                    code = proc.wait(timeout=poll)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                rec, offset = follow(progress_file, offset)
+                if rec is not None and rec != last:
+                    last = rec
+                    line.show(f"    {label}: {format_record(rec)}")
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            line.clear()
+    return code
+
+
 class Runner:
     """Runs steps in order; a finished step leaves ``<run_dir>/steps/<name>.done.json`` and is
-    skipped next time (``force`` re-runs). Each step's output goes to ``<run_dir>/logs/<name>.log``."""
+    skipped next time (``force`` re-runs). Each step's output goes to ``<run_dir>/logs/<name>.log``;
+    while it runs, its progress (``logs/<name>.progress.jsonl``) is shown on one console line."""
 
-    def __init__(self, run_dir: Path, steps: Sequence[Step], nproc: int = 1):
+    def __init__(self, run_dir: Path, steps: Sequence[Step], nproc: int = 1, line: LiveLine | None = None):
+        self.line = line or LiveLine()
         if nproc < 1:
             raise UserError(f"--nproc must be >= 1, got {nproc}")
         self.run_dir = Path(run_dir)
@@ -84,11 +143,7 @@ class Runner:
             t0 = time.time()
             env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), **step.env)
             cmd = step.command(self.nproc)
-            with logfile.open("w") as f:
-                f.write("$ " + " ".join(cmd) + "\n")
-                f.flush()
-                # the caller's folder: relative paths mean the same in every step as in the caller
-                code = subprocess.call(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
+            code = run_with_progress(cmd, env, logfile, logfile.with_suffix(".progress.jsonl"), step.name, self.line)
             seconds = round(time.time() - t0, 2)
             if code != 0:
                 raise StepFailed(step.name, code, logfile)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from tqdm import tqdm
+from common.progress import progress
 
 from common.dataset import FULL_COLUMNS, Clip, audio_path, read_csv_rows, video_path, write_index
 from common.io import RunReport, UserError, atomic_path, run_cli, setup_logging
@@ -129,7 +129,7 @@ def run(cfg: ConvertConfig) -> int:
     for d in ("videos", "audios"):
         (target / d).mkdir(parents=True, exist_ok=True)
     report = RunReport("preprocess.convert", cfg, target)
-    for row in tqdm(rows, desc="convert", unit="clip"):
+    for row in progress(rows, desc="convert", unit="clip"):
         u = row.clip.uuid
         dsts = [(row.speaker, video_path(target, u, "speaker")), (row.listener, video_path(target, u, "listener")),
                 (row.audio, audio_path(target, u))]

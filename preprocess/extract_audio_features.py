@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from tqdm import tqdm
+from common.progress import progress
 
 from common.dataset import find_files
 from common.dist import configure_threads
@@ -137,7 +137,7 @@ def run(cfg: ExtractAudioConfig) -> int:
 
     report = RunReport("preprocess.extract_audio_features", cfg, out_dir)
     seen: dict[str, Path] = {}
-    for wav in tqdm(wavs, desc="audio features", unit="file"):
+    for wav in progress(wavs, desc="audio features", unit="file"):
         uuid = wav.stem
         out = out_dir / f"{uuid}.npy"
         if uuid in seen:

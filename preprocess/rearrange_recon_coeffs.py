@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from tqdm import tqdm
+from common.progress import progress
 
 from common.coeffs import recon_to_vico
 from common.dataset import find_files
@@ -57,7 +57,7 @@ def run(cfg: RearrangeConfig) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     report = RunReport("preprocess.rearrange_recon_coeffs", cfg, out_dir)
     seen: dict[str, Path] = {}
-    for mat in tqdm(mats, desc="rearrange coeffs", unit="file"):
+    for mat in progress(mats, desc="rearrange coeffs", unit="file"):
         out = out_dir / f"{mat.stem}.bin"
         if mat.stem in seen:
             report.fail(mat, f"{mat}: same name as {seen[mat.stem]} (outputs are flattened)")

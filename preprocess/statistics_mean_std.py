@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from tqdm import tqdm
+from common.progress import progress
 
 from common.coeffs import DYN_KEY, FIXED_KEY, VICO_DYN, VICO_FIXED
 from common.dataset import ROLES, clip_name, read_index
@@ -76,7 +76,7 @@ def accumulate(paths: Sequence[Path], load: Callable[[Path], dict[str, np.ndarra
                dims: dict[str, int], report: RunReport, desc: str) -> dict[str, Moments]:
     """One streaming pass: per-file moments merged into running totals; bad files -> report."""
     totals = {k: Moments(d) for k, d in dims.items()}
-    for p in tqdm(paths, desc=desc, unit="file"):
+    for p in progress(paths, desc=desc, unit="file"):
         try:
             arrays = load(p)
             for k, a in arrays.items():

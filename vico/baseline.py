@@ -15,9 +15,9 @@ from typing import Sequence
 import numpy as np
 
 from common.artifacts import load_recon_mat, save_recon_mat
-from common.cli import HelpFormatter
+from common.cli import HelpFormatter, add_run_record_arg
 from common.dataset import clip_name, read_index
-from common.io import RunReport, UserError, is_complete, run_cli, setup_logging
+from common.io import RunReport, UserError, is_complete, run_cli, run_record_name, setup_logging
 
 from .models import TASKS
 
@@ -38,10 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", required=True, choices=TASKS, help="which head")
     p.add_argument("--gt_coeff_folder", required=True, help="ground-truth <uuid>.<task>.mat (Deep3DFaceRecon)")
     p.add_argument("--split_csv", required=True, help="clips to write (index csv); <split> = its stem")
-    p.add_argument("--output_path", required=True, help="writes recon_coeffs/<split>/ and run.json here")
+    p.add_argument("--output_path", required=True, help="writes recon_coeffs/<split>/ and run.<task>.json here")
     p.add_argument("--kind", default="static", choices=["static"], help="static: ground-truth frame 0 held")
     p.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_run_record_arg(p, default_text="run.<task>.json: both tasks may share --output_path")
+    p.add_argument("--verbose", action="store_true", help="debug logging")
     return p
 
 
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"{gt_dir}: ground-truth coefficient folder not found")
     split = Path(args.split_csv).stem
     out_dir = Path(args.output_path) / "recon_coeffs" / split
-    report = RunReport("vico.baseline", vars(args), args.output_path)
+    report = RunReport("vico.baseline", vars(args), args.output_path, run_record_name(args.run_record or args.task))
     for clip in read_index(args.split_csv):
         name = clip_name(clip.uuid, args.task) + ".mat"
         out = out_dir / name

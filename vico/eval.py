@@ -12,16 +12,16 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-from tqdm import tqdm
 
 from common.artifacts import save_recon_mat
 from common.dataset import clip_name, read_index
 from common.dist import cleanup, finish_report, init_dist, shard
-from common.io import RunReport, UserError, is_complete, run_cli, setup_logging
+from common.io import RunReport, UserError, is_complete, run_cli, run_record_name, setup_logging
 
 from .data import check_feature_set, load_clip, load_stats
 from .inference import predict_batch, to_recon
-from common.cli import HelpFormatter
+from common.cli import HelpFormatter, add_run_record_arg
+from common.progress import Progress
 
 from .cli import CONFIG_METAVAR, config_arg
 from .models import CONFIGS, TASKS, resolve_config
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="dataset folder holding the split csv and features/")
     p.add_argument("--resume", required=True,
                    help="checkpoint: ours (epoch_NNN.pt, a checkpoints folder or its 'latest') or an original Epoch_NNN.bin")
-    p.add_argument("--output_path", required=True, help="writes recon_coeffs/<split>/ and run.json here")
+    p.add_argument("--output_path", required=True, help="writes recon_coeffs/<split>/ and run.<task>.json here")
     p.add_argument("--features", default=None, help="features folder (default: DATA/features)")
     p.add_argument("--split_csv", default="test.csv", help="clips to generate (relative to DATA); <split> = its stem")
     p.add_argument("--config", default=None, type=config_arg, metavar=CONFIG_METAVAR,
@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="roles filmed as one still image: their single-frame video features are held "
                         "for the whole clip (pipeline.generate uses this for a photo)")
     p.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_run_record_arg(p, default_text="run.<task>.json: both tasks may share --output_path")
+    p.add_argument("--verbose", action="store_true", help="debug logging")
     return p
 
 
@@ -92,7 +93,8 @@ def _eval(args: argparse.Namespace, info) -> int:
     index = read_index(csv)
     out_dir = Path(args.output_path) / "recon_coeffs" / split
     report = RunReport("vico.eval", {**vars(args), "checkpoint": str(ckpt), "checkpoint_format": meta["format"],
-                                     "checkpoint_epoch": meta["epoch"], "model": cfg}, args.output_path)
+                                     "checkpoint_epoch": meta["epoch"], "model": cfg}, args.output_path,
+                       run_record_name(args.run_record or args.task))
     todo = []
     for c in shard(index, info):
         out = out_dir / f"{clip_name(c.uuid, args.task)}.mat"
@@ -101,7 +103,7 @@ def _eval(args: argparse.Namespace, info) -> int:
         else:
             todo.append((c.uuid, out))
     log.info("%s: %d clip(s) to generate with %s (%s checkpoint)", csv, len(todo), ckpt, meta["format"])
-    bar = tqdm(total=len(todo), desc="generating", disable=not info.is_main)
+    bar = Progress(len(todo), desc="generating", unit="clip", enabled=info.is_main)
     for i in range(0, len(todo), args.batch_size):
         chunk = todo[i:i + args.batch_size]
         clips, outs = [], []

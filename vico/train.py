@@ -6,6 +6,7 @@ import logging
 from typing import Sequence
 
 from common.io import run_cli, setup_logging
+from common.training import add_retention_args
 
 from .losses import MEANS
 from common.cli import HelpFormatter
@@ -23,7 +24,12 @@ inputs (written by the preprocess stage):
   DATA/features/video_feats/<uuid>.<role>.bin     'angle.exp.trans' (N, 73), 'id.gamma.tex' (N, 187)
   DATA/features/{audio,video}_feats_mean_std.bin  normalisation statistics
 outputs:
-  OUT/checkpoints/epoch_NNN.pt, OUT/checkpoints/latest, OUT/log.jsonl, OUT/run.json
+  OUT/checkpoints/epoch_NNN.pt, OUT/checkpoints/latest, OUT/log.jsonl, OUT/run.json,
+  OUT/events.out.tfevents.* (TensorBoard scalars, when tensorboard is installed)
+checkpoints on disk: one is written every --save_every epochs (and at the last epoch); of those,
+  the newest --keep_last stay, plus every one whose epoch is a multiple of --keep_every.
+an existing run folder is never restarted silently: continue it with --resume auto, or start
+  afresh with --overwrite (deletes its checkpoints, log.jsonl and TensorBoard events).
 
 examples:
   # one process (CPU or one GPU)
@@ -62,8 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (this rank's GPU if any, else CPU), cpu, cuda")
     p.add_argument("--resume", default=None, help="checkpoint file, checkpoints folder, or 'auto' (this run's latest)")
     p.add_argument("--save_every", type=int, default=1, help="write a checkpoint every N epochs (and the last)")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_run_folder_args(p)
+    p.add_argument("--verbose", action="store_true", help="debug logging")
     return p
+
+
+def add_run_folder_args(p: argparse.ArgumentParser) -> None:
+    """Disk and run-folder options: checkpoint retention and --overwrite."""
+    add_retention_args(p, keep_last=3, keep_every=100, unit="epoch")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in an existing run folder (its checkpoints, log.jsonl and events are deleted)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

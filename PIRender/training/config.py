@@ -48,6 +48,9 @@ class TrainerConfig:
     pretrain_warp_iteration: int = 200000
     ema_decay: float = 0.5 ** (32 / 10000)
     init_gain: float = 0.02
+    # False (the original): at the switch a new optimizer is made but the schedule keeps stepping
+    # the discarded one, so the rate stays gen_optimizer.lr; True: the schedule restarts too
+    restart_lr_schedule: bool = False
     loss_weight: LossWeights = field(default_factory=LossWeights)
     vgg_param_warp: VGGLossConfig = field(default_factory=VGGLossConfig)
     vgg_param_final: VGGLossConfig = field(

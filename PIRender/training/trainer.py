@@ -3,8 +3,10 @@
 * generator init: conv/linear weights normal(0, gain 0.02), zero biases; EMA copy made from it;
 * each step renders source->target and target->source in one batch of 2B;
 * iterations < pretrain_warp_iteration: warp-only (editing net unused), loss = 2.5 * perceptual(warp);
-  then: 4 * (perceptual + 250 * style)(fake) + 2.5 * perceptual(warp); at the switch the optimizer
-  and the schedule restart, as upstream;
+  then: 4 * (perceptual + 250 * style)(fake) + 2.5 * perceptual(warp); at the switch a new optimizer
+  replaces the old one; as upstream (``reset_trainer``), the StepLR schedule keeps stepping the
+  discarded optimizer, so the rate stays at gen_optimizer.lr for the rest of training
+  (``trainer.restart_lr_schedule``: restart the schedule with the optimizer instead);
 * Adam(lr, betas (0.5, 0.999)), StepLR stepped every iteration; EMA decay 0.5 ** (32/10000).
 """
 from __future__ import annotations
@@ -77,8 +79,22 @@ class FaceTrainer:
 
     def start_of_iteration(self, iteration: int) -> None:
         if iteration == self.cfg.trainer.pretrain_warp_iteration and iteration > 0:
-            log.info("iteration %d: warp warm-up done; restarting optimizer and schedule", iteration)
-            self.opt_G, self.sch_G = self._make_optimizer()
+            if self.cfg.trainer.restart_lr_schedule:
+                log.info("iteration %d: warp warm-up done; restarting optimizer and schedule", iteration)
+                self.opt_G, self.sch_G = self._make_optimizer()
+            else:
+                log.info("iteration %d: warp warm-up done; new optimizer, its rate stays %g (the schedule "
+                         "steps the old one, as the original)", iteration, self.cfg.gen_optimizer.lr)
+                self.opt_G, _ = self._make_optimizer()
+
+    def _detach_schedule(self, sch_state: dict | None) -> None:
+        """After the switch in the original mode: the schedule drives an optimizer of its own."""
+        o = self.cfg.gen_optimizer
+        shadow = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=o.lr)
+        self.sch_G = torch.optim.lr_scheduler.StepLR(shadow, step_size=o.lr_policy.step_size, gamma=o.lr_policy.gamma)
+        if sch_state:
+            self.sch_G.load_state_dict(sch_state)
+            shadow.param_groups[0]["lr"] = self.sch_G.get_last_lr()[0]
 
     def step(self, batch: dict[str, torch.Tensor], iteration: int) -> dict[str, float]:
         """One optimisation step; returns the weighted losses (floats)."""
@@ -130,4 +146,7 @@ class FaceTrainer:
             self.sch_G.load_state_dict(state["sch_G"])
         else:  # the released file has no optimizer state
             log.warning("checkpoint has no optimizer state; starting Adam and the schedule afresh")
-        return int(state.get("current_epoch", 0)), int(state.get("current_iteration", 0))
+        iteration = int(state.get("current_iteration", 0))
+        if iteration > self.cfg.trainer.pretrain_warp_iteration and not self.cfg.trainer.restart_lr_schedule:
+            self._detach_schedule(state.get("sch_G") if state.get("opt_G", {}).get("state") else None)
+        return int(state.get("current_epoch", 0)), iteration

@@ -1,6 +1,7 @@
 """python -m common.synthetic: write a small synthetic ViCo dataset (see --help)."""
 from __future__ import annotations
 
+import argparse
 import logging
 from typing import Sequence
 
@@ -27,7 +28,7 @@ examples:
 """
 
 
-def parse_args(argv: Sequence[str] | None = None) -> SyntheticConfig:
+def build_parser() -> argparse.ArgumentParser:
     ap = parser("common.synthetic",
                 "Write a deterministic synthetic ViCo dataset: two real face photos animated with "
                 "known head motion, blinks and a mouth that follows a synthetic speech signal.", EPILOG)
@@ -38,11 +39,16 @@ def parse_args(argv: Sequence[str] | None = None) -> SyntheticConfig:
     ap.add_argument("--layout", choices=LAYOUTS, default="challenge", help="file layout")
     ap.add_argument("--size", type=int, default=256, help="frame width and height in pixels")
     ap.add_argument("--fps", type=int, default=30, help="video frame rate")
-    ap.add_argument("--sample-rate", type=int, default=44100, help="audio sample rate in Hz")
+    ap.add_argument("--sample_rate", type=int, default=44100, help="audio sample rate in Hz")
+    ap.add_argument("--sample-rate", dest="sample_rate", type=int, help=argparse.SUPPRESS)  # the old spelling
     ap.add_argument("--crf", type=int, default=18, help="H.264 quality (lower is better)")
     ap.add_argument("--overwrite", action="store_true", help="regenerate pairs whose files already exist")
-    ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    a = ap.parse_args(argv)
+    ap.add_argument("--verbose", action="store_true", help="debug logging")
+    return ap
+
+
+def parse_args(argv: Sequence[str] | None = None) -> SyntheticConfig:
+    a = build_parser().parse_args(argv)
     setup_logging(a.verbose)
     return SyntheticConfig(out=a.out, pairs=a.pairs, frames=a.frames, seed=a.seed, layout=a.layout, size=a.size,
                            fps=a.fps, sample_rate=a.sample_rate, crf=a.crf, overwrite=a.overwrite)

@@ -34,6 +34,6 @@ class SyntheticConfig:
         if self.fps < 1:
             raise UserError(f"--fps must be >= 1, got {self.fps}")
         if self.sample_rate < 8000:
-            raise UserError(f"--sample-rate must be >= 8000, got {self.sample_rate}")
+            raise UserError(f"--sample_rate must be >= 8000, got {self.sample_rate}")
         if self.seed < 0:
             raise UserError(f"--seed must be >= 0, got {self.seed}")

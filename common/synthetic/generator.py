@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
+from common.progress import progress
 
 from common.io import RunReport, UserError, is_complete, write_text_atomic
 from common.synthetic.config import SyntheticConfig
@@ -223,7 +223,7 @@ def build(cfg: SyntheticConfig, backend=None) -> RunReport:
     names = pair_names(cfg.seed, cfg.pairs)
     identities: dict[bool, list[Identity]] = {}
 
-    for p in tqdm(names, desc="synthetic pairs", unit="pair", disable=None):
+    for p in progress(names, desc="synthetic pairs", unit="pair"):
         outs = _outputs(cfg, root, p)
         if not cfg.overwrite and _is_current(cfg, outs):
             report.skip(p.uuid if cfg.layout == "challenge" else p.audio)

@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from common.cli import HelpFormatter
 from common import smoke_weights as S
 from common import weights as W
 from common.io import UserError, atomic_path, run_cli, setup_logging, write_json_atomic
@@ -129,7 +130,7 @@ def make_smoke_files(root: str | Path) -> dict[str, Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m common.tddfa.smoke", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)  # defaults shown
     p.add_argument("--dir", type=Path, default=W.weights_dir(), help="weights directory (files go to DIR/tddfa_v2/)")
     args = p.parse_args(argv)
     setup_logging()

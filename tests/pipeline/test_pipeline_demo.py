@@ -124,4 +124,7 @@ def test_report_opens_in_chromium_with_videos_plots_and_metrics(demo_run):
         assert all(i["ok"] for i in images), [i for i in images if not i["ok"]]
         cells = b.eval("[...document.querySelectorAll('#metrics-table tr')].map(r => r.innerText)")
         ssim = next(c for c in cells if c.startswith("SSIM"))
+        # every n/a cell links to a reason stated below the table
+        assert b.eval("[...document.querySelectorAll('td.na a')].every("
+                      "a => !!(document.querySelector(a.getAttribute('href')) || {}).innerText)")
         assert len([x for x in ssim.split("\t")[1:] if x.replace(".", "", 1).isdigit()]) >= 3  # ours x2 + published

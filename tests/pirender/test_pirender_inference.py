@@ -25,8 +25,12 @@ def test_render_256_with_audio(tiny_dataset, run_cli, pir_weights, tmp_path):
     out = tmp_path / "render"
     args = ["--input", lmdb, "--checkpoint", pir_weights["generator"], "--output_dir", out,
             "--audio_dir", root / "audios", "--batch_size", "3"]
-    r = run_cli("PIRender.inference", *args)
+    progress = tmp_path / "progress.jsonl"  # what pipeline.runner follows: frames, in batches of 3
+    r = run_cli("PIRender.inference", *args, env={"VICO_PROGRESS_FILE": str(progress)})
     assert r.returncode == 0, r.stderr
+    recs = [json.loads(line) for line in progress.read_text().splitlines()]
+    assert (recs[0]["n"], recs[0]["total"], recs[0]["unit"]) == (0, 4, "frame")
+    assert (recs[-1]["n"], recs[-1]["items"], recs[-1]["items_total"], recs[-1]["done"]) == (4, 1, 1, True)
     mp4 = out / "u1.speaker.mp4"
     info = probe_video(mp4)
     assert (info.n_frames, info.width, info.height, info.fps) == (4, 256, 256, 30.0)

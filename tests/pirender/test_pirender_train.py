@@ -1,6 +1,7 @@
 """PIRender.train: the recipe's config, resumable checkpoints, loss going down, torchrun DDP."""
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -166,7 +167,10 @@ def test_train_lowers_loss_and_resumes(train_lmdb, run_cli, pir_weights, tmp_pat
     assert [r["iteration"] for r in rows] == [1, 2, 3, 4, 5]
     assert [r["epoch"] for r in rows] == [0, 0, 0, 1, 1]  # 1 video x repeat 3 / batch 1: 3 steps per epoch
     final = torch.load(out / "epoch_00001_iteration_000000005_checkpoint.pt", weights_only=True)
-    assert final["opt_G"]["state"] and final["sch_G"]["last_epoch"] == 2  # restarted at the switch (iter 3)
+    # as the original: the schedule steps the optimizer discarded at the switch (iter 3), every iteration,
+    # and the rate of the one in use stays at 1e-4
+    assert final["opt_G"]["state"] and final["sch_G"]["last_epoch"] == 5 and final["epoch_iteration"] == 2
+    assert [r["lr"] for r in _log(out)] == [1e-4] * 5
     # the trained checkpoint renders with PIRender.inference's loader (config rebuilt from the file)
     from PIRender.engine.checkpoint import load_generator
 
@@ -193,3 +197,51 @@ def test_train_torchrun_ddp(train_lmdb, run_cli, pir_weights, tmp_path, repo_roo
     assert [r["stage"] for r in _log(out)] == ["warp", "warp"]
     torch.testing.assert_close(state["net_G"]["module.editing_net.decoder.final.model.0.weight"],
                                state["net_G_ema"]["editing_net.decoder.final.model.0.weight"])
+
+
+def _tiny_trainer_config(restart: bool) -> TrainConfig:
+    """A very small generator (32 px), warm-up of 1 iteration, schedule step 2 (x0.2)."""
+    import dataclasses
+
+    cfg = load_config_small()
+    cfg.trainer.pretrain_warp_iteration = 1
+    cfg.trainer.restart_lr_schedule = restart
+    cfg.gen_optimizer.lr_policy.step_size = 2
+    cfg.model = dataclasses.replace(cfg.model, descriptor_nc=32, max_nc=32, warp_base_nc=8, edit_base_nc=8,
+                                    warp_encoder_layers=3, warp_decoder_layers=2, edit_layers=2, edit_res_blocks=1)
+    return cfg
+
+
+@pytest.mark.slow
+def test_lr_after_the_switch_original_and_restart(flush_denormal):
+    """Default (the original): the schedule keeps stepping the discarded optimizer, so the new one
+    stays at 1e-4, also across a resume after the switch; trainer.restart_lr_schedule restarts it
+    (x0.2 two iterations after the switch)."""
+    from common.dist import DistInfo
+
+    vgg = VGG19Features()
+    vgg.load_state_dict(fill_state_dict("vgg19"))
+    lrs = {}
+    for restart in (False, True):
+        torch.manual_seed(0)
+        t = FaceTrainer(_tiny_trainer_config(restart), vgg, DistInfo())
+        lrs[restart] = []
+        for it in range(4):
+            t.step(_batch(it, 32), it)
+            lrs[restart].append(t.opt_G.param_groups[0]["lr"])
+            if it == 1 and not restart:
+                state = copy.deepcopy(t.state_dict(0, 2))  # live tensors otherwise
+        if not restart:
+            straight = t
+    assert lrs[False] == pytest.approx([1e-4] * 4, rel=1e-9)
+    assert lrs[True] == pytest.approx([1e-4, 1e-4, 2e-5, 2e-5], rel=1e-9)
+    assert straight.sch_G.last_epoch == 4  # it counted every iteration, on the old optimizer
+    torch.manual_seed(1)
+    resumed = FaceTrainer(_tiny_trainer_config(False), vgg, DistInfo())
+    assert resumed.load_state_dict(state) == (0, 2)
+    for it in (2, 3):
+        resumed.step(_batch(it, 32), it)
+        assert resumed.opt_G.param_groups[0]["lr"] == pytest.approx(1e-4, rel=1e-9)
+    assert resumed.sch_G.last_epoch == 4
+    for (k, p), q in zip(straight.net_G_ema.state_dict().items(), resumed.net_G_ema.state_dict().values()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-6, msg=k)

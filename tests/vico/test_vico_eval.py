@@ -83,7 +83,7 @@ def test_eval_writes_original_layout(trained, tmp_path):
         np.testing.assert_allclose(coeff[1:, 80:144], p[:, 3:67], atol=1e-5)
         np.testing.assert_allclose(coeff[1:, 254:257], p[:, 67:70], atol=1e-5)
         np.testing.assert_allclose(tp[1:, 2:], p[:, 70:73], atol=1e-5)
-    rep = json.loads((out / "run.json").read_text())
+    rep = json.loads((out / "run.listener.json").read_text())
     assert rep["counts"] == {"done": 3, "skipped": 0, "failed": 0} and rep["config"]["checkpoint_epoch"] == 1
 
     # the original checkpoint format (module.-prefixed, no config) gives the same files
@@ -98,11 +98,11 @@ def test_eval_writes_original_layout(trained, tmp_path):
     # re-running skips complete outputs; --overwrite redoes them
     stamp = files[0].stat().st_mtime_ns
     assert eval_main(["--task", "listener", "--data", str(d), "--resume", str(ckpt), "--output_path", str(out)]) == 0
-    assert json.loads((out / "run.json").read_text())["counts"]["skipped"] == 3
+    assert json.loads((out / "run.listener.json").read_text())["counts"]["skipped"] == 3
     assert files[0].stat().st_mtime_ns == stamp
     assert eval_main(["--task", "listener", "--data", str(d), "--resume", str(ckpt), "--output_path", str(out),
                       "--overwrite"]) == 0
-    assert json.loads((out / "run.json").read_text())["counts"]["done"] == 3
+    assert json.loads((out / "run.listener.json").read_text())["counts"]["done"] == 3
 
 
 def test_predictions_do_not_depend_on_batching(trained):
@@ -129,7 +129,7 @@ def test_eval_bad_clip_and_bad_checkpoint(trained, tmp_path):
                bad / "features" / "video_feats" / "test001x.speaker.bin")
     out = tmp_path / "ev"
     code = eval_main(["--task", "listener", "--data", str(bad), "--resume", str(ckpt), "--output_path", str(out)])
-    rep = json.loads((out / "run.json").read_text())
+    rep = json.loads((out / "run.listener.json").read_text())
     assert code == 1 and rep["counts"]["done"] == 1 and rep["failures"][0]["item"] == "test001x"
     assert "test001x.speaker.bin: 32 frames but the audio features test001x.npy have 33" in rep["failures"][0]["reason"]
     assert os.listdir(out / "recon_coeffs" / "test") == ["test000x.listener.mat"]  # nothing partial

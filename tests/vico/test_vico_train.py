@@ -113,7 +113,7 @@ def test_two_process_torchrun_equals_one_process(data, tmp_path):
     ev = ["-m", "vico.eval", "--task", "listener", "--data", str(data), "--resume", str(tmp_path / "two" / "checkpoints")]
     run("-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", *ev, "--output_path", str(tmp_path / "e2"))
     assert eval_main(ev[2:] + ["--output_path", str(tmp_path / "e1")]) == 0
-    rep = json.loads((tmp_path / "e2" / "run.json").read_text())
+    rep = json.loads((tmp_path / "e2" / "run.listener.json").read_text())
     assert [d["item"] for d in rep["done"]] == ["test000x", "test001x"] and rep["counts"]["failed"] == 0
     for name in ("test000x", "test001x"):
         a, b = (loadmat(tmp_path / e / "recon_coeffs" / "test" / f"{name}.listener.mat")["coeff"] for e in ("e1", "e2"))

@@ -19,17 +19,19 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from common.dataset import read_index
 from common.dist import all_reduce_sum, barrier, cleanup, gather_objects, init_dist
 from common.io import RunReport, UserError, write_text_atomic
+from common.progress import Progress, progress
+from common.training import ScalarWriter, check_retention, event_files, prune_checkpoints
 from common.weights import load_state_dict_strict
 
 from ..data import GlobalBatchSampler, WindowDataset, check_feature_set, collate, load_clip, load_stats
 from ..losses import DEFAULT_WEIGHTS, MEANS, TERM_NAMES, loss_terms
 from ..models import build_model, config_from_dict, resolve_config
-from .checkpoint import read_checkpoint, resolve_resume, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (LATEST, checkpoint_name, read_checkpoint, resolve_resume, rng_state, save_checkpoint,
+                         set_rng_state)
 
 log = logging.getLogger(__name__)
 LOG_FILE = "log.jsonl"
@@ -57,6 +59,9 @@ class TrainConfig:
     device: str = "auto"
     resume: str | None = None        # checkpoint, run/checkpoints folder, or 'auto'
     save_every: int = 1
+    keep_last: int = 3               # checkpoints kept on disk: the newest K ...
+    keep_every: int = 100            # ... plus every epoch that is a multiple of E (0: none)
+    overwrite: bool = False          # start afresh in an existing run folder
 
 
 def features_dir(data: str, features: str | None) -> Path:
@@ -78,7 +83,7 @@ def load_split(data: str, features: str | None, split_csv: str, audio_dim: int, 
     stats = load_stats(fdir, audio_dim)
     clips = []
     index = read_index(split_path(data, split_csv))
-    for c in tqdm(index, desc="loading features", disable=len(index) < 50, leave=False):
+    for c in progress(index, desc="loading features", unit="clip"):
         try:
             clips.append(load_clip(fdir, c.uuid, stats, audio_dim))
             report.ok(c.uuid)
@@ -133,6 +138,7 @@ def train(cfg: TrainConfig) -> int:
         raise UserError(f"--loss_mean must be one of {MEANS}")
     if cfg.batch_size < 1 or cfg.time_size < 2 or cfg.max_epochs < 1:
         raise UserError("--batch_size and --max_epochs must be >= 1 and --time_size >= 2")
+    check_retention(cfg.keep_last, cfg.keep_every)
     info = init_dist(None if cfg.device == "auto" else cfg.device)
     try:
         return _train(cfg, info)
@@ -143,6 +149,7 @@ def train(cfg: TrainConfig) -> int:
 def _train(cfg: TrainConfig, info) -> int:
     out = Path(cfg.output_path)
     ckpt_dir = out / "checkpoints"
+    guard_run_folder(out, cfg.resume, cfg.overwrite, info)
     ckpt_path = resolve_resume(cfg.resume, ckpt_dir)
     ck = read_checkpoint(ckpt_path) if ckpt_path else None
     if ck is not None:
@@ -213,7 +220,24 @@ def _train(cfg: TrainConfig, info) -> int:
                  cfg.max_epochs)
     if start >= cfg.max_epochs:
         log.info("checkpoint is at epoch %d >= --max_epochs %d: nothing to do", start, cfg.max_epochs)
+    scalars = ScalarWriter(out, enabled=info.is_main, purge_step=start + 1 if start else None)
+    try:
+        _epochs(cfg, info, start, net, model, model_cfg, opt, sched, loader, sampler, log_path, scalars)
+    finally:
+        scalars.close()
+    if info.is_main:
+        report.write()
+    return report.exit_code()
 
+
+def _epochs(cfg: TrainConfig, info, start: int, net, model, model_cfg, opt, sched, loader, sampler,
+            log_path: Path, scalars: ScalarWriter) -> None:
+    """Epochs ``start+1 .. max_epochs``: one log line (and TensorBoard scalars) per epoch,
+    checkpoints every --save_every epochs, pruned to --keep_last/--keep_every."""
+    out = Path(cfg.output_path)
+    features = str(features_dir(cfg.data, cfg.features).resolve())  # recorded for pipeline.generate
+    bar = Progress(max(cfg.max_epochs - start, 0) * len(sampler), desc="train", unit="step",
+                   items_total=max(cfg.max_epochs - start, 0), enabled=info.is_main)
     for epoch in range(start, cfg.max_epochs):
         t0 = time.time()
         sampler.set_epoch(epoch)
@@ -221,14 +245,13 @@ def _train(cfg: TrainConfig, info) -> int:
         lr = opt.param_groups[0]["lr"]
         sums = torch.zeros(len(TERM_NAMES) + 1, dtype=torch.float64)
         steps = samples = 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.max_epochs}", disable=not info.is_main, leave=False)
-        for batch in bar:
+        for batch in loader:
             total, means, gb = train_step(net, opt, batch, info, cfg.loss_mean)
             sums += torch.cat([torch.tensor([total], dtype=torch.float64), means])
             steps += 1
             samples += gb
-            if info.is_main:
-                bar.set_postfix(loss=f"{total:.4f}")
+            bar.update(1, items=0)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{total:.4f}")
         sched.step()  # after the epoch's optimizer steps (the original stepped first: one epoch early)
         rngs = gather_objects(rng_state(), info)
         avg = (sums / max(steps, 1)).tolist()
@@ -237,12 +260,53 @@ def _train(cfg: TrainConfig, info) -> int:
                    "lr": lr, "steps": steps, "samples": samples, "seconds": round(time.time() - t0, 3)}
             with log_path.open("a") as f:
                 f.write(json.dumps(rec) + "\n")
+            scalars.add(epoch + 1, {k: v for k, v in rec.items() if k != "epoch"}, prefix="train/")
             log.info("epoch %d: loss %.6f (lr %.3g, %d samples, %.1f s)", epoch + 1, avg[0], lr, samples,
                      rec["seconds"])
             if (epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.max_epochs:
                 save_checkpoint(out / "checkpoints", epoch + 1, model, opt, sched, rngs, model_cfg,
                                 dataclasses.asdict(cfg), info.world_size, features=features)
+                prune_run_checkpoints(out / "checkpoints", epoch + 1, cfg.keep_last, cfg.keep_every)
+        bar.update(0, items=1)
         barrier(info)
+    bar.close()
+
+
+def _run_files(out: Path) -> list[Path]:
+    """The files that make ``out`` a training run: checkpoints, the latest pointer, the log, events."""
+    ckpt_dir = out / "checkpoints"
+    found = [p for p in (ckpt_dir / LATEST, out / LOG_FILE) if p.is_file()]
+    return found + sorted(ckpt_dir.glob("epoch_*.pt")) + event_files(out)
+
+
+def guard_run_folder(out: Path, resume: str | None, overwrite: bool, info) -> None:
+    """Never restart an existing run silently: without --resume, a folder holding a run needs
+    --overwrite, which deletes the run's checkpoints, log and events (rank 0) first."""
+    if resume is not None:
+        return
+    files = _run_files(out)
+    if not files:
+        return
+    if not overwrite:
+        raise UserError(f"{out}: holds a training run already ({files[0].relative_to(out)}); continue it with "
+                        "--resume auto, or start afresh with --overwrite")
     if info.is_main:
-        report.write()
-    return report.exit_code()
+        for p in files:
+            p.unlink(missing_ok=True)
+        log.info("--overwrite: deleted %d file(s) of the earlier run in %s", len(files), out)
+    barrier(info)
+
+
+def prune_run_checkpoints(ckpt_dir: Path, saved: int, keep_last: int, keep_every: int) -> None:
+    """Delete this run's checkpoints beyond --keep_last/--keep_every (never ``saved``, the newest)."""
+    files = {}
+    for p in ckpt_dir.glob("epoch_*.pt"):
+        try:
+            n = int(p.stem[len("epoch_"):])
+        except ValueError:
+            continue
+        if p.name == checkpoint_name(n):
+            files[n] = p
+    gone = prune_checkpoints(files, keep_last, keep_every, protect=saved)
+    if gone:
+        log.debug("kept %d checkpoint(s), removed %s", len(files) - len(gone), ", ".join(p.name for p in gone))
