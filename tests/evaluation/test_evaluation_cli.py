@@ -84,7 +84,7 @@ def test_identical_vs_blurred(tiny, run_cli, tmp_path):
     assert s["ssim"] == pytest.approx(1.0, abs=1e-6) and s["psnr"] == pytest.approx(80.0)
     assert s["lipLMD"] == 0 and s["lipLMD_euclidean"] == 0
     assert abs(s["fid"]) < 1e-3
-    assert same["unavailable"].keys() == {"expL1", "poseL1", "expFD", "poseFD"}
+    assert same["unavailable"].keys() == {"expL1", "poseL1", "expFD", "poseFD", "angleFD", "transFD"}
     assert len(list((tmp_path / "c").glob("*.npy"))) == 2  # GT Inception features and landmarks cached
     blur = tmp_path / "blur" / "results.json"
     # FID is left out here: fill-rule Inception weights barely react to blur (real weights do), and

@@ -96,7 +96,7 @@ def test_aligned_face_maps_landmarks_onto_the_arcface_template():
 
 
 def test_parse_metrics():
-    assert parse_metrics("lipsync,psnr") == ["psnr", "avoffset", "avconf"]
+    assert parse_metrics("lipsync,psnr") == ["psnr", "avoffset", "avconf", "avdist"]
     assert "csim_aligned" not in parse_metrics("default") and "csim_aligned" in parse_metrics("all")
     with pytest.raises(UserError, match="unknown metric 'nope'"):
         parse_metrics("psnr,nope")
