@@ -217,7 +217,7 @@ class Evaluator:
             meta, reason = self.metrics[m], None
             needs = meta.needs
             if s.task not in meta.tasks:
-                reason = f"scored on {' and '.join(meta.tasks)} videos only (as the original)"
+                reason = f"{meta.source or m} is scored on {' and '.join(meta.tasks)} videos only (as the original)"
             elif "audio" in needs and not s.gt_audio_folder:
                 reason = "needs --gt_audio_folder"
             if "coefficients" in needs and not (s.gt_coeff_folder and s.pd_coeff_folder):
