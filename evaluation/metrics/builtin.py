@@ -122,36 +122,20 @@ def _sync(key: str):
     return update
 
 
-# -- motion metrics from coefficient files -------------------------------------------------------
+# -- metrics of per-frame vectors (coefficients here; e.g. 3DDFA_V2 parameters in a plugin) -----
 
-def _coeff_l1(key: str):
-    def update(clip) -> np.ndarray:
-        from evaluation.metrics.coeff_l1 import coeff_l1
-        gt, pd = clip.coeffs()
-        return coeff_l1(pd, gt)[key]
-    return update
+def _ctx(ctx) -> tuple[str, int]:
+    """(uuid, first frame) of a Batch or a Clip: the key that keeps a set's vectors in order."""
+    clip = getattr(ctx, "clip", ctx)
+    return clip.uuid, int(getattr(ctx, "start", 0))
 
 
-def coeff_parts(coeff: np.ndarray) -> dict[str, np.ndarray]:
-    """(N,257) -> {'exp' (N,64), 'pose' (N,6) = angle|trans, 'angle' (N,3), 'trans' (N,3)}."""
-    from evaluation.metrics.coeff_l1 import exp_pose
-    exp, pose = exp_pose(coeff)
-    return {"exp": exp, "pose": pose, "angle": pose[:, :3], "trans": pose[:, 3:]}
-
-
-def _fd_update(part: str):
-    def update(st: dict, clip) -> None:
-        gt, pd = clip.coeffs()
-        st[clip.uuid] = (coeff_parts(pd)[part], coeff_parts(gt)[part])
-    return update
-
-
-def _fd_merge(a: dict, b: dict) -> dict:
+def _vec_merge(a: dict, b: dict) -> dict:
     a.update(b)
     return a
 
 
-def _fd_reduce(st: dict, s) -> float | None:
+def _vec_reduce(st: dict, s) -> float | None:
     """Frechet distance of all predicted vs all GT vectors (videos in uuid order), float64."""
     from evaluation.metrics.fid import frechet_distance, mean_cov
     keys = sorted(st)
@@ -162,10 +146,39 @@ def _fd_reduce(st: dict, s) -> float | None:
     return frechet_distance(*mean_cov(pd), *mean_cov(gt), method=s.fid_method)
 
 
-def _fd(name: str, part: str, column: str, rank_sum: bool, leaderboard: tuple, doc: str) -> Metric:
-    return Metric(name, "min", "set", F({"coefficients"}), _fd_update(part), stage="clip", new_state=dict,
-                  merge=_fd_merge, reduce=_fd_reduce, groups=("coeff",), source="coefficients", column=column,
-                  rank_sum=rank_sum, leaderboard=leaderboard, doc=doc)
+def frechet_metric(name: str, vectors, needs: frozenset, stage: str = "clip", **kw) -> Metric:
+    """A set metric: the Frechet distance of all predicted vs all GT vectors (float64, the FID
+    routine); ``vectors(ctx) -> (pd (N,D), gt (N,D))`` for each Batch or Clip (``stage``)."""
+    def update(st: dict, ctx) -> None:
+        st[_ctx(ctx)] = tuple(np.asarray(v, np.float64) for v in vectors(ctx))
+    return Metric(name, "min", "set", needs, update, stage=stage, new_state=dict, merge=_vec_merge,
+                  reduce=_vec_reduce, **kw)
+
+
+def l1_metric(name: str, vectors, needs: frozenset, stage: str = "clip", **kw) -> Metric:
+    """A frame metric: per frame the mean |pd - gt| over the vector's dims; ``vectors`` as above."""
+    def update(ctx) -> np.ndarray:
+        pd, gt = vectors(ctx)
+        return np.abs(np.asarray(pd, np.float64) - np.asarray(gt, np.float64)).mean(1)
+    return Metric(name, "min", "frame", needs, update, stage=stage, **kw)
+
+
+def coeff_parts(coeff: np.ndarray) -> dict[str, np.ndarray]:
+    """(N,257) -> {'exp' (N,64), 'pose' (N,6) = angle|trans, 'angle' (N,3), 'trans' (N,3)}."""
+    from evaluation.metrics.coeff_l1 import exp_pose
+    exp, pose = exp_pose(coeff)
+    return {"exp": exp, "pose": pose, "angle": pose[:, :3], "trans": pose[:, 3:]}
+
+
+def _coeff(part: str):
+    """vectors(clip) of one coefficient part from the clip's .mat files."""
+    def vectors(clip) -> tuple[np.ndarray, np.ndarray]:
+        gt, pd = clip.coeffs()
+        return coeff_parts(pd)[part], coeff_parts(gt)[part]
+    return vectors
+
+
+COEFF = dict(needs=F({"coefficients"}), groups=("coeff",), source="coefficients")
 
 
 BOTH = ("speaker", "listener")
@@ -197,13 +210,17 @@ for _m in (
            doc="SyncNet confidence (LSE-C)", **SYNC),
     Metric("avdist", "min", update=_sync("avdist"), column="AVDist",
            doc="SyncNet mean distance at the best offset (LSE-D)", **SYNC),
-    Metric("expL1", "min", "frame", F({"coefficients"}), _coeff_l1("expL1"), stage="clip", groups=("coeff",),
-           source="coefficients", column="ExpL1", rank_sum=True, doc="L1 of the 64 expression coefficients"),
-    Metric("poseL1", "min", "frame", F({"coefficients"}), _coeff_l1("poseL1"), stage="clip", groups=("coeff",),
-           source="coefficients", column="PoseL1", rank_sum=True, doc="L1 of the 6 pose coefficients"),
-    _fd("expFD", "exp", "ExpFD", True, BOTH, "Frechet distance of expression coefficients (64-d)"),
-    _fd("poseFD", "pose", "PoseFD", True, (), "Frechet distance of pose coefficients (angle|trans, 6-d)"),
-    _fd("angleFD", "angle", "AngleFD", False, BOTH, "Frechet distance of the 3 angle coefficients"),
-    _fd("transFD", "trans", "TransFD", False, BOTH, "Frechet distance of the 3 translation coefficients"),
+    l1_metric("expL1", _coeff("exp"), column="ExpL1", rank_sum=True, doc="L1 of the 64 expression coefficients",
+              **COEFF),
+    l1_metric("poseL1", _coeff("pose"), column="PoseL1", rank_sum=True, doc="L1 of the 6 pose coefficients",
+              **COEFF),
+    frechet_metric("expFD", _coeff("exp"), column="ExpFD", rank_sum=True, leaderboard=BOTH,
+                   doc="Frechet distance of expression coefficients (64-d)", **COEFF),
+    frechet_metric("poseFD", _coeff("pose"), column="PoseFD", rank_sum=True,
+                   doc="Frechet distance of pose coefficients (angle|trans, 6-d)", **COEFF),
+    frechet_metric("angleFD", _coeff("angle"), column="AngleFD", leaderboard=BOTH,
+                   doc="Frechet distance of the 3 angle coefficients", **COEFF),
+    frechet_metric("transFD", _coeff("trans"), column="TransFD", leaderboard=BOTH,
+                   doc="Frechet distance of the 3 translation coefficients", **COEFF),
 ):
     register(_m)
