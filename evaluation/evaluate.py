@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 from common.progress import progress
 
 from common.cli import HelpFormatter, add_run_record_arg
@@ -24,18 +23,23 @@ from common.dist import cleanup, gather_objects, init_dist, shard
 from common.io import (RunReport, UserError, config_to_dict, run_cli, run_record_name, setup_logging, write_json_atomic,
                        write_text_atomic)
 from evaluation.lipsync.pipeline import LipSyncConfig
-from evaluation.metrics.engine import (DEFAULT_METRICS, GROUPS, OPT_IN, EvalSettings, Evaluator,
-                                       aggregate, parse_metrics)
-from evaluation.metrics.fid import METHODS, GaussianStats
-from evaluation.metrics import tddfa_motion
+from evaluation.metrics import registry, tddfa_motion
+from evaluation.metrics.engine import EvalSettings, Evaluator, aggregate, merge_states, new_states, parse_metrics
+from evaluation.metrics.fid import METHODS
 
 log = logging.getLogger("evaluation.evaluate")
 
+_GROUPS = registry.groups()
 EPILOG = f"""\
 metrics (results.json keys; frame-weighted over all frames of all videos as the original, plus
-<metric>_video_mean = mean of per-video means):
-  default: {', '.join(DEFAULT_METRICS)}
-  opt-in : {', '.join(OPT_IN)}   groups: {', '.join(GROUPS)}
+<metric>_video_mean = mean of per-video means; see docs/evaluation.md):
+  default: {', '.join(_GROUPS['default'])}
+  opt-in : {', '.join(m for m in _GROUPS['all'] if m not in _GROUPS['default'])}
+  groups : {', '.join(_GROUPS)}
+Lip sync (avoffset, avconf = LSE-C, avdist = LSE-D) needs only the predicted videos and
+--gt_audio_folder; a face track must be longer than --lipsync_min_track frames at 25 fps
+(default 100 as the original, i.e. clips over 4 s): a clip without one gets null and its
+reason in results.json's lipsync_notes.
 A metric whose weights or inputs are missing is reported under "unavailable" with the reason
 (--strict makes that an error). Per-video failures go to run.json and give exit status 1.
 
@@ -48,6 +52,9 @@ examples:
   # only image metrics, listener task, score a shorter prediction on its first frames
   python -m evaluation.evaluate --gt_video_folder data/gt --pd_video_folder out/pd \\
       --anno_file data/test.csv --task listener --metrics psnr,ssim,cpbd,fid --truncate
+  # lip sync only: generated videos and GT audio, no GT videos; short clips (> 40 frames at 25 fps)
+  python -m evaluation.evaluate --pd_video_folder out/pd --gt_audio_folder data/audios \
+      --anno_file data/test.csv --metrics lipsync --lipsync_min_track 40 --output sync.json
   # motion metrics straight from generated coefficients, no videos needed (e.g. vico.eval's output)
   python -m evaluation.evaluate --anno_file data/test.csv --task listener --metrics coeff \\
       --gt_coeff_folder data/recons --pd_coeff_folder runs/listener/recon_coeffs/test --output motion.json
@@ -115,9 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="3ddfa_v2: face boxes from FaceBoxes (as upstream) or dlib")
     p.add_argument("--tddfa_motion", action="store_true",
                    help="also score " + ", ".join(tddfa_motion.METRICS) + " from 3DDFA_V2's parameters "
-                        "(2-frame tracking over each video; definitions in docs/evaluation.md)")
-    p.add_argument("--min_track", type=int, default=d.min_track, help="lip sync: min face track length (25 fps frames)")
-    p.add_argument("--min_face_size", type=float, default=d.min_face_size, help="lip sync: min mean face box side (px)")
+                        "(the metrics group tddfa_motion; 2-frame tracking over each video; definitions in "
+                        "docs/evaluation.md)")
+    p.add_argument("--lipsync_min_track", "--min_track", dest="min_track", type=int, default=d.min_track,
+                   help="lip sync: a face track must be longer than this many frames at 25 fps (the original's 100)")
+    p.add_argument("--lipsync_min_face_size", "--min_face_size", dest="min_face_size", type=float,
+                   default=d.min_face_size, help="lip sync: min mean face box side (px)")
     p.add_argument("--truncate", action="store_true", help="score the shorter length on a frame-count mismatch")
     p.add_argument("--strict", action="store_true", help="a metric that cannot run is an error")
     p.add_argument("--overwrite", action="store_true", help="recompute even if --output exists")
@@ -167,16 +177,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if cfg.strict:
                 m, why = next(iter(ev.unavailable.items()))
                 raise UserError(f"metric {m} unavailable (--strict): {why}")
-        if not ev.active and ev.tddfa is None:
+        if not ev.active:
             m, why = next(iter(ev.unavailable.items()))
             raise UserError(f"no requested metric can run (first: {m} {why})")
         report = RunReport("evaluation.evaluate", cfg, out.parent, run_record_name(cfg.run_record))
         records: list[dict] = []
-        fid_pd = GaussianStats.empty(2048) if "fid" in ev.active else None
-        fid_gt = GaussianStats.empty(2048) if "fid" in ev.active else None
-        coeff_pd: dict[str, np.ndarray] = {}
-        coeff_gt: dict[str, np.ndarray] = {}
-        tddfa_rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        states = new_states(ev.active)  # set metrics (FID, Frechet distances): merged, not averaged
         mine = shard(uuids, info)
         for uuid in progress(mine, desc="evaluate", unit="video", enabled=info.is_main):
             try:
@@ -185,24 +191,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                 report.fail(uuid, e)
                 continue
             records.append(r.record)
-            if r.fid_pd is not None:
-                fid_pd.merge(r.fid_pd)
-                fid_gt.merge(r.fid_gt)
-            if r.coeff_pd is not None:
-                coeff_pd[uuid], coeff_gt[uuid] = r.coeff_pd, r.coeff_gt
-            if r.tddfa_pd is not None:
-                tddfa_rows[uuid] = (r.tddfa_pd, r.tddfa_gt)
+            merge_states(states, r.states)
             if r.record.get("errors"):  # scored, but some metric's own input was bad
                 report.fail(uuid, "; ".join(r.record["errors"]))
             else:
                 report.ok(uuid)
-        part = {"records": records, "fid": (fid_pd, fid_gt), "coeff": (coeff_pd, coeff_gt), "tddfa": tddfa_rows, "report": report.to_dict()}
+        part = {"records": records, "states": states, "report": report.to_dict()}
         parts = gather_objects(part, info)
         if not info.is_main:
             return 0
-        return _finish(cfg, ev, metrics, parts, report, out, per_video)
+        return _finish(cfg, ev, ev.requested, parts, report, out, per_video)
     finally:
         cleanup(info)
+
+
+def _lipsync_notes(records: list[dict]) -> dict[str, str]:
+    """uuid -> why the clip has no lip-sync score (no long-enough face track, a bad audio file)."""
+    notes = {}
+    for r in records:
+        why = r.get("lipsync_note") or next((e for e in r.get("errors", []) if e.startswith("lip sync:")), None)
+        if why:
+            notes[r["uuid"]] = why
+    return notes
 
 
 def _finish(cfg: EvaluateConfig, ev: Evaluator, metrics: list[str], parts: list[dict], report: RunReport,
@@ -210,27 +220,10 @@ def _finish(cfg: EvaluateConfig, ev: Evaluator, metrics: list[str], parts: list[
     report.done, report.skipped, report.failures = [], [], []
     report.merge(p["report"] for p in parts)
     records = sorted((r for p in parts for r in p["records"]), key=lambda r: r["uuid"])
-    fid_pd = fid_gt = None
-    if "fid" in ev.active:
-        fid_pd, fid_gt = GaussianStats.empty(2048), GaussianStats.empty(2048)
-        for p in parts:
-            fid_pd.merge(p["fid"][0])
-            fid_gt.merge(p["fid"][1])
-    cpd: dict[str, np.ndarray] = {}
-    cgt: dict[str, np.ndarray] = {}
+    states = new_states(ev.active)
     for p in parts:
-        cpd.update(p["coeff"][0])
-        cgt.update(p["coeff"][1])
-    keys = sorted(cpd)
-    results = aggregate(records, ev.active, fid_pd, fid_gt, [cpd[k] for k in keys], [cgt[k] for k in keys],
-                        cfg.fid_method)
-    if cfg.tddfa_motion:
-        rows = {k: v for p in parts for k, v in p["tddfa"].items()}
-        names = sorted(rows)
-        if ev.tddfa is not None:
-            results.update(tddfa_motion.aggregate(records, [rows[k][0] for k in names], [rows[k][1] for k in names],
-                                                  cfg.fid_method))
-        metrics = metrics + list(tddfa_motion.METRICS)
+        merge_states(states, p["states"])
+    results = aggregate(records, ev.active, states, cfg)
     for m in metrics:  # constant keys: unavailable metrics are present as null
         results.setdefault(m, None)
     summary = {
@@ -242,6 +235,7 @@ def _finish(cfg: EvaluateConfig, ev: Evaluator, metrics: list[str], parts: list[
         "n_failed": len(report.failures),
         "frames_without_face": int(sum(r.get("frames_without_face", 0) for r in records)),
         "truncated_videos": [r["uuid"] for r in records if r.get("truncated")],
+        "lipsync_notes": _lipsync_notes(records),
         "aggregation": "frame-weighted over all frames (lip sync: mean over videos); *_video_mean: mean of per-video means",
         "fid_method": cfg.fid_method,
         "weights": ev.weight_files,

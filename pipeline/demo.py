@@ -91,7 +91,7 @@ def build_steps(cfg: DemoConfig) -> list[Step]:
                            "--anno_file", data / "test.csv", "--task", task, "--metrics", "all",
                            "--gt_audio_folder", data / "audios", "--gt_coeff_folder", P("recons"),
                            "--pd_coeff_folder", P("rendered_recons"), "--weights_dir", w,
-                           "--min_track", cfg.lipsync_min_track, "--run_record", f"metrics_{task}",
+                           "--lipsync_min_track", cfg.lipsync_min_track, "--run_record", f"metrics_{task}",
                            "--output", metrics / f"{task}.json"],
                           f"every metric of the {task} videos", distributed=True))
     # score: the model's motion against the first frame held still, ranked as the challenge ranked

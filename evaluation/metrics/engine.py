@@ -1,35 +1,39 @@
-"""The one-pass evaluator: every frame metric fed from a single decode of each video pair.
+"""The one-pass evaluator: every registered metric fed from a single decode of each video (pair).
 
-``Evaluator.evaluate_video`` decodes the GT and predicted videos once, in lockstep batches, and
-feeds every selected frame metric; networks and the face backend are built once and shared
-(landmarks of a frame serve LipLMD, its Euclidean variant and the aligned CSIM). Per-video
-records hold means and frame counts; ``aggregate`` turns the records (plus the set statistics
-for FID / ExpFD / PoseFD) into the results with constant metric names.
+The metrics are declared in the registry (``evaluation.metrics.registry``; built-ins in
+``evaluation.metrics.builtin``); this module loops over them and knows no metric by name.
+``Evaluator.evaluate_video`` decodes the GT and predicted videos once, in lockstep batches
+(only the predicted one when no active metric needs the GT), and hands each batch to the
+batch-stage metrics, then the clip to the clip-stage ones (lip sync, coefficients). Networks
+and the face backend are built once and shared (landmarks of a frame serve LipLMD, its
+Euclidean variant and the aligned CSIM; predicted face boxes serve lip sync). Per-video records
+hold means and frame counts; ``aggregate`` turns the records (plus the merged states of the set
+metrics: FID, the Frechet distances of coefficients) into results with constant metric names.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
-import cv2
 import numpy as np
 import torch
 
 from common.dataset import clip_name
 from common.io import UserError
 from common.media import iter_frames, load_audio, probe_video
+from common.dist import pick_device
 from common.weights import load_pretrained, resolve_weights
 from evaluation.metrics import coeff_l1 as coeffs
-from evaluation.metrics import csim as csim_mod
-from evaluation.metrics.cpbd import cpbd
-from evaluation.metrics.fid import FeatureCache, GaussianStats, file_identity, frechet_distance, mean_cov
+from evaluation.metrics import registry
+from evaluation.metrics.fid import FeatureCache, file_identity
 from evaluation.metrics.lipsync import sync_scores
-from evaluation.metrics.lmd import lip_distances
-from evaluation.metrics.psnr_ssim import psnr, ssim, to_nchw
+from evaluation.metrics.psnr_ssim import to_nchw
 from evaluation.lipsync.pipeline import (SYNC_FPS, SYNC_SR, LipSyncConfig, crop_track, cut_audio, find_tracks,
                                          resample_indices, to_pcm16)
 from evaluation.networks.inception import FIDInceptionV3
@@ -38,36 +42,31 @@ from evaluation.networks.syncnet import SyncNetS
 
 log = logging.getLogger(__name__)
 
-# Constant metric names (results.json keys). Frame metrics are frame-weighted means.
-FRAME_METRICS = ("psnr", "ssim", "cpbd", "csim", "csim_aligned", "lipLMD", "lipLMD_euclidean")
-SET_METRICS = ("fid", "expFD", "poseFD")
-VIDEO_METRICS = ("avoffset", "avconf")
-COEFF_FRAME_METRICS = ("expL1", "poseL1")
-ALL_METRICS = ("psnr", "ssim", "cpbd", "fid", "csim", "csim_aligned", "lipLMD", "lipLMD_euclidean",
-               "avoffset", "avconf", "expL1", "poseL1", "expFD", "poseFD")
-OPT_IN = ("csim_aligned", "lipLMD_euclidean")
-DEFAULT_METRICS = tuple(m for m in ALL_METRICS if m not in OPT_IN)
-GROUPS = {"lipsync": ("avoffset", "avconf"), "coeff": ("expL1", "poseL1", "expFD", "poseFD"),
-          "default": DEFAULT_METRICS, "all": ALL_METRICS}
-NEEDS_FACES = ("csim_aligned", "lipLMD", "lipLMD_euclidean", "avoffset", "avconf")
+# weights-registry name -> (network class, EvalSettings field of its explicit file)
+NETWORKS: dict[str, tuple[Callable[[], torch.nn.Module], str]] = {
+    "fid_inception_v3": (FIDInceptionV3, "inception_weights"),
+    "arcface_iresnet100": (iresnet100, "arcface_weights"),
+    "syncnet_s": (SyncNetS, "syncnet_weights"),
+}
 
 
 def parse_metrics(spec: str) -> list[str]:
     """'default', 'all', or a comma list of metric and group names -> metric names in canonical order."""
+    known, grp = registry.metrics(), registry.groups()
     chosen: set[str] = set()
     for tok in (t.strip() for t in spec.split(",")):
         if not tok:
             continue
-        if tok in GROUPS:
-            chosen.update(GROUPS[tok])
-        elif tok in ALL_METRICS:
+        if tok in grp:
+            chosen.update(grp[tok])
+        elif tok in known:
             chosen.add(tok)
         else:
-            raise UserError(f"--metrics: unknown metric {tok!r} (known: {', '.join(ALL_METRICS)}; "
-                            f"groups: {', '.join(GROUPS)})")
+            raise UserError(f"--metrics: unknown metric {tok!r} (known: {', '.join(known)}; "
+                            f"groups: {', '.join(grp)})")
     if not chosen:
         raise UserError("--metrics: no metric selected")
-    return [m for m in ALL_METRICS if m in chosen]
+    return [m for m in known if m in chosen]
 
 
 @dataclass
@@ -89,25 +88,82 @@ class EvalSettings:
     fid_method: str = "newton_schulz"
     cache_dir: str | None = None  # GT Inception features and GT landmarks, keyed by file identity
     truncate: bool = False
-    device: str = "cpu"
+    device: str = "auto"  # auto = the GPU if any, else CPU (common.dist.pick_device)
     workers: int = 2  # threads for face detection / landmarks
     tddfa_arch: str = "mb1"  # 3ddfa_v2 backend: MobileNet width (mb1 / mb05)
     tddfa_boxes: str = "faceboxes"  # 3ddfa_v2 backend: box source (faceboxes / dlib)
-    tddfa_motion: bool = False  # also score evaluation.metrics.tddfa_motion.METRICS
+    tddfa_motion: bool = False  # also request the metrics declared enabled_by="tddfa_motion"
     lipsync: LipSyncConfig = field(default_factory=LipSyncConfig)
 
 
 @dataclass
 class VideoResult:
-    """Per-video record (one JSONL line) plus the set statistics that are merged, not averaged."""
+    """Per-video record (one JSONL line) plus the per-video states of the set metrics (merged, not averaged)."""
 
     record: dict[str, Any]
-    fid_pd: GaussianStats | None = None
-    fid_gt: GaussianStats | None = None
-    coeff_pd: np.ndarray | None = None  # (N,70) exp|pose, for ExpFD / PoseFD
-    coeff_gt: np.ndarray | None = None
-    tddfa_pd: np.ndarray | None = None  # (k,25) 3DDFA_V2 motion rows (tddfa_motion.PARTS)
-    tddfa_gt: np.ndarray | None = None
+    states: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fid_pd(self):
+        st = self.states.get("fid")
+        return st.pd if st is not None else None
+
+    @property
+    def fid_gt(self):
+        st = self.states.get("fid")
+        return st.gt if st is not None else None
+
+
+class Batch:
+    """One decoded batch handed to batch-stage metrics: RGB uint8 ``gt`` (None without GT) and ``pd``."""
+
+    def __init__(self, ev: "Evaluator", clip: "Clip", gt: np.ndarray | None, pd: np.ndarray, start: int) -> None:
+        self.ev, self.clip, self.gt, self.pd, self.start = ev, clip, gt, pd, start
+        self.face_pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # (g, p, lm_g, lm_p)
+
+    @cached_property
+    def gt_t(self) -> torch.Tensor:
+        return to_nchw(self.gt)
+
+    @cached_property
+    def pd_t(self) -> torch.Tensor:
+        return to_nchw(self.pd)
+
+
+class Clip:
+    """One video for clip-stage metrics: its record, shared inputs loaded once (coefficients, lip sync)."""
+
+    def __init__(self, ev: "Evaluator", uuid: str, record: dict[str, Any]) -> None:
+        self.ev, self.uuid, self.record = ev, uuid, record
+        self.gt_path: Path | None = None
+        self.pd_path: Path | None = None
+        self.pd_info = None
+        self.n = 0
+        self.gt_frames = 0
+        self.sync_frames: dict[int, np.ndarray] = {}
+        self.pd_boxes: dict[int, list] = {}  # face boxes of predicted frames, shared with lip sync
+        self._memo: dict[str, Any] = {}
+
+    def once(self, key: str, fn: Callable[[], Any]) -> Any:
+        """``fn()`` computed once per clip under ``key`` and shared by the metrics that ask (a
+        UserError is kept and raised again for each of them)."""
+        if key not in self._memo:
+            try:
+                self._memo[key] = (fn(), None)
+            except UserError as e:
+                self._memo[key] = (None, e)
+        value, err = self._memo[key]
+        if err is not None:
+            raise err
+        return value
+
+    def coeffs(self) -> tuple[np.ndarray, np.ndarray]:
+        """(gt, pd) (N,257) coefficients of this clip (truncated to the shorter with --truncate)."""
+        return self.once("coeffs", lambda: self.ev._load_coeffs(self.uuid, self.record))
+
+    def lipsync(self) -> dict[str, Any]:
+        """avoffset / avconf / avdist (None with the reason in the record's lipsync_note)."""
+        return self.once("lipsync", lambda: self.ev._lipsync(self))
 
 
 class Evaluator:
@@ -115,210 +171,224 @@ class Evaluator:
 
     def __init__(self, metrics: list[str], s: EvalSettings, face_backend_factory: Callable | None = None) -> None:
         self.s = s
-        self.requested = list(metrics)
+        self.metrics = registry.metrics()
+        # metrics requested by a settings switch (Metric.enabled_by, e.g. --tddfa_motion) join the list
+        self.requested = list(metrics) + [n for n, m in self.metrics.items() if m.enabled_by and n not in metrics
+                                          and getattr(s, m.enabled_by, False)]
         self.unavailable: dict[str, str] = {}
-        self.device = torch.device(s.device)
+        self.device = pick_device(s.device)
         self.weight_files: dict[str, str] = {}
+        self.nets: dict[str, torch.nn.Module] = {}
+        self.resources: dict[str, Any] = {}  # objects that metric setups build once and share
         self._check_inputs()
-        self.inception = self._load("fid_inception_v3", ("fid",), FIDInceptionV3)
-        self.arcface = self._load("arcface_iresnet100", ("csim", "csim_aligned"), iresnet100)
-        self.syncnet = self._load("syncnet_s", ("avoffset", "avconf"), SyncNetS)
+        for name in NETWORKS:
+            self._load(name)
         self.faces = None
-        if any(m in self.requested and m not in self.unavailable for m in NEEDS_FACES):
+        self._face_factory = face_backend_factory or _face_factory(s, self.device)
+        face_users = [m for m in self._pending() if {"faces", "landmarks"} & self.metrics[m].needs]
+        if face_users:
             try:
-                self._face_factory = face_backend_factory or _face_factory(s)
                 self.faces = self._face_factory(s.landmarks)
                 self.weight_files.update(getattr(getattr(self.faces, "models", None), "files", {}))
             except (UserError, ImportError, RuntimeError) as e:
-                for m in NEEDS_FACES:
-                    if m in self.requested:
-                        self.unavailable.setdefault(m, f"face landmarks unavailable: {e}")
-        self.active = [m for m in self.requested if m not in self.unavailable]
+                for m in face_users:
+                    self.unavailable.setdefault(m, f"face landmarks unavailable: {e}")
+        for m in self.requested:  # after the face backend, so that a setup may share it (face_backend)
+            setup = self.metrics[m].setup
+            if setup is not None and m not in self.unavailable:
+                try:
+                    setup(self)
+                except UserError as e:
+                    self.unavailable[m] = str(e)
+        self.active = self._pending()
         self._pool: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self.fid_cache = self.lm_cache = None
-        if self.inception is not None and s.cache_dir:
+        if "fid_inception_v3" in self.nets and s.cache_dir:
             self.fid_cache = FeatureCache(s.cache_dir, {"network": "fid_inception_v3",
                                                         "weights": self.weight_files.get("fid_inception_v3")})
         if self.faces is not None and s.cache_dir:
-            tddfa = _face_options(s) if s.landmarks == "3ddfa_v2" else {}
-            self.lm_cache = FeatureCache(s.cache_dir, {"landmarks": s.landmarks, "points": 68, **tddfa})
-        self.tddfa = self._tddfa_motion() if s.tddfa_motion else None
+            self.lm_cache = FeatureCache(s.cache_dir, {"landmarks": s.landmarks, "points": 68,
+                                                       **_face_options(s, s.landmarks)})
+
+    def face_backend(self, name: str):
+        """A landmark backend by name (for metric setups): the evaluator's own when it is that one,
+        else a new one with the settings' options; UserError when its files are missing."""
+        if self.faces is not None and getattr(self.faces, "name", "") == name:
+            return self.faces
+        be = self._face_factory(name)
+        self.weight_files.update(getattr(getattr(be, "models", None), "files", {}))
+        return be
 
     # -- setup ---------------------------------------------------------------------------------
+
+    def _pending(self) -> list[str]:
+        return [m for m in self.requested if m not in self.unavailable]
+
+    def _needs(self, *what: str) -> bool:
+        """Whether an active metric needs any of ``what``."""
+        return any(set(what) & self.metrics[m].needs for m in self.active)
 
     def _check_inputs(self) -> None:
         s = self.s
         for m in self.requested:
-            reason = None
-            if m in GROUPS["lipsync"]:
-                if s.task != "speaker":
-                    reason = "lip sync is scored on speaker videos only (as the original)"
-                elif not s.gt_audio_folder:
-                    reason = "needs --gt_audio_folder"
-            if m in GROUPS["coeff"] and not (s.gt_coeff_folder and s.pd_coeff_folder):
+            meta, reason = self.metrics[m], None
+            needs = meta.needs
+            if s.task not in meta.tasks:
+                reason = f"{meta.source or m} is scored on {' and '.join(meta.tasks)} videos only (as the original)"
+            elif "audio" in needs and not s.gt_audio_folder:
+                reason = "needs --gt_audio_folder"
+            if "coefficients" in needs and not (s.gt_coeff_folder and s.pd_coeff_folder):
                 reason = "needs --gt_coeff_folder and --pd_coeff_folder"
-            if m not in GROUPS["coeff"] and not (s.gt_video_folder and s.pd_video_folder):
+            if {"frames", "landmarks"} & needs and not (s.gt_video_folder and s.pd_video_folder):
                 reason = "needs --gt_video_folder and --pd_video_folder"
+            elif "pd_frames" in needs and not s.pd_video_folder:
+                reason = "needs --pd_video_folder"
             if reason:
                 self.unavailable[m] = reason
 
     def _weights_path(self, name: str) -> Path:
-        explicit = {"fid_inception_v3": self.s.inception_weights, "arcface_iresnet100": self.s.arcface_weights,
-                    "syncnet_s": self.s.syncnet_weights}[name]
+        explicit = getattr(self.s, NETWORKS[name][1])
         return resolve_weights(name, explicit or None, self.s.weights_dir or None)
 
-    def _load(self, name: str, metrics: tuple[str, ...], build: Callable[[], torch.nn.Module]) -> torch.nn.Module | None:
-        """Load weights ``name`` for ``metrics`` once; on a missing/bad file mark them unavailable."""
-        wanted = [m for m in metrics if m in self.requested and m not in self.unavailable]
+    def _load(self, name: str) -> None:
+        """Load weights ``name`` once for the metrics that use them; on a missing/bad file mark them unavailable."""
+        wanted = [m for m in self._pending() if name in self.metrics[m].weights]
         if not wanted:
-            return None
+            return
         try:
             path = self._weights_path(name)
-            net = build()
+            net = NETWORKS[name][0]()
             load_pretrained(net, name, path)
         except UserError as e:
             for m in wanted:
                 self.unavailable[m] = str(e)
-            return None
+            return
         ident = file_identity(path)
         self.weight_files[name] = f"{ident['path']}:{ident['size']}:{ident['mtime_ns']}"
-        return net.eval().to(self.device)
-
-    def _tddfa_motion(self):
-        """The 3DDFA_V2 motion scorer (sharing the 3ddfa_v2 landmark backend when there is one)."""
-        from evaluation.metrics.tddfa_motion import METRICS, TddfaMotion
-        if not (self.s.gt_video_folder and self.s.pd_video_folder):
-            self.unavailable.update({m: "needs --gt_video_folder and --pd_video_folder" for m in METRICS})
-            return None
-        try:
-            be = self.faces if getattr(self.faces, "name", "") == "3ddfa_v2" else _face_factory(self.s)("3ddfa_v2")
-        except UserError as e:
-            self.unavailable.update({m: str(e) for m in METRICS})
-            return None
-        self.weight_files.update(be.models.files)
-        return TddfaMotion(be)
+        self.nets[name] = net.eval().to(self.device)
 
     # -- one video -----------------------------------------------------------------------------
 
     def video_paths(self, uuid: str) -> tuple[Path, Path]:
         name = clip_name(uuid, self.s.task) + ".mp4"
-        return Path(self.s.gt_video_folder) / name, Path(self.s.pd_video_folder) / name
+        gt = Path(self.s.gt_video_folder) / name if self.s.gt_video_folder else None
+        return gt, Path(self.s.pd_video_folder) / name
 
     def evaluate_video(self, uuid: str) -> VideoResult:
-        """Score one GT/predicted pair; UserError (one line, naming the file) on bad input."""
-        act = set(self.active)
-        if act <= set(GROUPS["coeff"]) and self.tddfa is None:  # coefficient files are the only input
-            return self._coeff_only(uuid, act)
-        gt_path, pd_path = self.video_paths(uuid)
-        for p in (gt_path, pd_path):
+        """Score one video (pair); UserError (one line, naming the file) on bad input."""
+        ms = [self.metrics[m] for m in self.active]
+        rec: dict[str, Any] = {"uuid": uuid}
+        out = VideoResult(rec, {m.name: m.new_state() for m in ms if m.kind == "set"})
+        clip = Clip(self, uuid, rec)
+        decode = self._needs("frames", "pd_frames", "landmarks")
+        if decode:
+            self._decode(clip, [m for m in ms if m.stage == "batch"], out)
+        # Clip-stage metrics read inputs of their own (audio, coefficient files): with videos decoded,
+        # a bad one fails only these metrics, recorded under "errors" (the CLI reports the video as
+        # failed, keeping its other values); without videos it is the only input and fails the clip.
+        errors: list[str] = []
+        for m in ms:
+            if m.stage != "clip":
+                continue
+            try:
+                if m.kind == "set":
+                    m.update(out.states[m.name], clip)
+                else:
+                    self._put(rec, m, m.update(clip))
+            except UserError as e:
+                if not decode:
+                    raise
+                if m.kind != "set":
+                    rec[m.name] = None
+                msg = f"{m.source or m.name}: {e}"
+                if msg not in errors:
+                    errors.append(msg)
+        if errors:
+            rec.setdefault("errors", []).extend(errors)
+        if not decode and "coeffs" in clip._memo:  # motion metrics only: the coefficient files are the input
+            rec["n_frames"] = len(clip.coeffs()[1])
+        return out
+
+    @staticmethod
+    def _put(rec: dict[str, Any], m: registry.Metric, value: Any) -> None:
+        if m.kind == "frame":
+            vals = list(value) if value is not None else []
+            rec[m.name] = float(np.mean(vals)) if vals else None
+            rec[f"{m.name}_frames"] = len(vals)
+        else:
+            rec[m.name] = None if value is None else float(value)
+
+    def _decode(self, clip: Clip, ms: list[registry.Metric], out: VideoResult) -> None:
+        """Decode the video (pair) once, in lockstep batches, feeding every batch-stage metric."""
+        rec, s = clip.record, self.s
+        need_gt = self._needs("frames", "landmarks")
+        gt_path, pd_path = self.video_paths(clip.uuid)
+        for p in (gt_path, pd_path) if need_gt else (pd_path,):
             if not p.is_file():
                 raise UserError(f"{p}: video not found")
-        gi, pi = probe_video(gt_path), probe_video(pd_path)
-        if (gi.width, gi.height) != (pi.width, pi.height):
-            raise UserError(f"{pd_path}: size {pi.width}x{pi.height} differs from the ground truth "
-                            f"{gi.width}x{gi.height} ({gt_path})")
-        n = min(gi.n_frames, pi.n_frames)
-        rec: dict[str, Any] = {"uuid": uuid, "n_frames": n, "gt_frames": gi.n_frames, "pd_frames": pi.n_frames}
-        if gi.n_frames != pi.n_frames:
-            if not self.s.truncate:
-                raise UserError(f"{pd_path}: {pi.n_frames} frames but the ground truth has {gi.n_frames} "
-                                f"({gt_path}); use --truncate to score the first {n}")
-            rec["truncated"] = True
-            log.warning("%s: truncated to %d frames (gt %d, pd %d)", uuid, n, gi.n_frames, pi.n_frames)
-        out = VideoResult(rec)
-        sums: dict[str, list[float]] = {m: [] for m in FRAME_METRICS if m in act}
-        gt_cached = self.fid_cache.get(gt_path) if self.fid_cache is not None and "fid" in act else None
-        if gt_cached is not None and len(gt_cached) < n:
-            gt_cached = None
-        gt_feats: list[np.ndarray] = []
-        if "fid" in act:
-            out.fid_pd, out.fid_gt = GaussianStats.empty(2048), GaussianStats.empty(2048)
-        lipsync = ("avoffset" in act) or ("avconf" in act)
-        keep = set(resample_indices(pi.n_frames, pi.fps, SYNC_FPS).tolist()) if lipsync else set()
-        sync_frames: dict[int, np.ndarray] = {}
-        pd_boxes: dict[int, list] = {}  # face boxes of predicted frames, shared with lip sync
-        faces_on = self.faces is not None and bool({"lipLMD", "lipLMD_euclidean", "csim_aligned"} & act)
+        pi = probe_video(pd_path)
+        if need_gt:
+            gi = probe_video(gt_path)
+            if (gi.width, gi.height) != (pi.width, pi.height):
+                raise UserError(f"{pd_path}: size {pi.width}x{pi.height} differs from the ground truth "
+                                f"{gi.width}x{gi.height} ({gt_path})")
+            n = min(gi.n_frames, pi.n_frames)
+            rec.update(n_frames=n, gt_frames=gi.n_frames, pd_frames=pi.n_frames)
+            if gi.n_frames != pi.n_frames:
+                if not s.truncate:
+                    raise UserError(f"{pd_path}: {pi.n_frames} frames but the ground truth has {gi.n_frames} "
+                                    f"({gt_path}); use --truncate to score the first {n}")
+                rec["truncated"] = True
+                log.warning("%s: truncated to %d frames (gt %d, pd %d)", clip.uuid, n, gi.n_frames, pi.n_frames)
+            clip.gt_frames = gi.n_frames
+        else:
+            n = pi.n_frames
+            rec.update(n_frames=n, pd_frames=pi.n_frames)
+        clip.gt_path, clip.pd_path, clip.pd_info, clip.n = gt_path, pd_path, pi, n
+        frame_vals: dict[str, list[float]] = {m.name: [] for m in ms if m.kind == "frame"}
+        keep = (set(resample_indices(pi.n_frames, pi.fps, SYNC_FPS).tolist())
+                if self._needs("audio") and self.faces is not None else set())
+        faces_on = self.faces is not None and self._needs("landmarks")
         gt_lms = self.lm_cache.get(gt_path) if faces_on and self.lm_cache is not None else None
         if gt_lms is not None and len(gt_lms) < n:
             gt_lms = None
         new_gt_lms: list[np.ndarray] = []
         no_face = 0
         seen = 0
-        bs = self.s.batch_size
+        bs = s.batch_size
+        gt_iter = iter_frames(gt_path, bs) if need_gt else itertools.repeat(None)
         with torch.no_grad():
-            for gb, pb in zip(iter_frames(gt_path, bs), iter_frames(pd_path, bs)):
+            for gb, pb in zip(gt_iter, iter_frames(pd_path, bs)):
                 if seen >= n:
                     break
-                k = min(len(gb), len(pb), n - seen)
-                gb, pb = gb[:k], pb[:k]
-                if {"psnr", "ssim"} & act:
-                    gt_t, pd_t = to_nchw(gb), to_nchw(pb)
-                    if "psnr" in act:
-                        sums["psnr"].extend(psnr(pd_t, gt_t).tolist())
-                    if "ssim" in act:
-                        sums["ssim"].extend(ssim(pd_t, gt_t).tolist())
-                if "cpbd" in act:
-                    sums["cpbd"].extend(cpbd(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)) for f in pb)
-                if "fid" in act:
-                    out.fid_pd.add(self._inception(pb))
-                    if gt_cached is None:
-                        gt_feats.append(self._inception(gb))
-                if "csim" in act:
-                    gf = self.arcface(csim_mod.whole_frame_input(gb).to(self.device)).cpu()
-                    pf = self.arcface(csim_mod.whole_frame_input(pb).to(self.device)).cpu()
-                    sums["csim"].extend(csim_mod.paired_cosine(gf, pf).tolist())
+                k = min(len(pb), n - seen) if gb is None else min(len(gb), len(pb), n - seen)
+                b = Batch(self, clip, None if gb is None else gb[:k], pb[:k], seen)
                 if faces_on:
                     known = gt_lms[seen:seen + k] if gt_lms is not None else None
-                    no_face += self._face_metrics(gb, pb, sums, act, seen, pd_boxes, known, new_gt_lms)
-                if lipsync:
-                    for j, f in enumerate(pb):
-                        if seen + j in keep:
-                            sync_frames[seen + j] = f
+                    no_face += self._face_pairs(b, clip.pd_boxes, known, new_gt_lms)
+                for m in ms:
+                    if m.kind == "set":
+                        m.update(out.states[m.name], b)
+                    else:
+                        frame_vals[m.name].extend(m.update(b))
+                for j, f in enumerate(b.pd):
+                    if seen + j in keep:
+                        clip.sync_frames[seen + j] = f
                 seen += k
         if seen != n:
             raise UserError(f"{pd_path}: decoded {seen} frames, expected {n}")
-        for m, vals in sums.items():
-            rec[m] = float(np.mean(vals)) if vals else None
-            rec[f"{m}_frames"] = len(vals)
+        for m in ms:
+            if m.kind == "frame":
+                self._put(rec, m, frame_vals[m.name])
         if faces_on:
             rec["frames_without_face"] = no_face
             rec["gt_landmarks_cached"] = gt_lms is not None
-            if gt_lms is None and self.lm_cache is not None and n == gi.n_frames:
+            if gt_lms is None and self.lm_cache is not None and n == clip.gt_frames:
                 self.lm_cache.put(gt_path, np.stack(new_gt_lms))
-        if "fid" in act:
-            g = gt_cached[:n] if gt_cached is not None else np.concatenate(gt_feats)
-            if gt_cached is None and self.fid_cache is not None and n == gi.n_frames:
-                self.fid_cache.put(gt_path, g)
-            rec["fid_gt_cached"] = gt_cached is not None
-            out.fid_gt.add(g)
-        # Inputs of their own (audio, coefficient files): a bad one fails only these metrics,
-        # recorded under "errors" (the CLI reports the video as failed, keeping its other values).
-        if lipsync:
-            try:
-                rec.update(self._lipsync(uuid, pi, sync_frames, pd_boxes))
-            except UserError as e:
-                rec.update(avoffset=None, avconf=None)
-                rec.setdefault("errors", []).append(f"lip sync: {e}")
-        if {"expL1", "poseL1", "expFD", "poseFD"} & act:
-            try:
-                self._coeff_metrics(uuid, rec, out, act)
-            except UserError as e:
-                rec.setdefault("errors", []).append(f"coefficients: {e}")
-        if self.tddfa is not None:
-            vals, out.tddfa_pd, out.tddfa_gt = self.tddfa.score(gt_path, pd_path, n)
-            rec.update(vals)
-        return out
-
-    def _coeff_only(self, uuid: str, act: set) -> VideoResult:
-        rec: dict[str, Any] = {"uuid": uuid}
-        out = VideoResult(rec)
-        self._coeff_metrics(uuid, rec, out, act)  # a bad file fails the clip: it is the only input
-        rec["n_frames"] = len(out.coeff_pd)
-        return out
-
-    def _inception(self, frames: np.ndarray) -> np.ndarray:
-        return self.inception(to_nchw(frames).to(self.device)).cpu().numpy()
+        for m in ms:
+            if m.finish is not None:
+                m.finish(out.states[m.name], clip)
 
     def _backend(self):
         """This thread's face backend: dlib detectors are not thread-safe, so each worker has one."""
@@ -349,9 +419,11 @@ class Evaluator:
     def _detect_only(self, frames: list[np.ndarray]) -> list[tuple[list, None]]:
         return self._map(lambda f: (self._backend().detect(f), None), frames)
 
-    def _face_metrics(self, gb: np.ndarray, pb: np.ndarray, sums: dict, act: set, start: int,
-                      pd_boxes: dict[int, list], gt_known: np.ndarray | None, gt_out: list[np.ndarray]) -> int:
-        """Landmark metrics of a batch; GT landmarks from the cache (NaN rows = no face) when known."""
+    def _face_pairs(self, b: Batch, pd_boxes: dict[int, list], gt_known: np.ndarray | None,
+                    gt_out: list[np.ndarray]) -> int:
+        """Fill ``b.face_pairs`` (frames where both faces were found); GT landmarks from the cache
+        (NaN rows = no face) when known. Returns the number of frames without a face pair."""
+        gb, pb = b.gt, b.pd
         if gt_known is None:
             res = self._landmarks(list(gb) + list(pb))
             gres, pres = res[:len(gb)], res[len(gb):]
@@ -360,30 +432,18 @@ class Evaluator:
             pres = self._landmarks(list(pb))
             gres = [([], None if np.isnan(lm).any() else lm) for lm in gt_known]
         missing = 0
-        pairs_g, pairs_p = [], []
         for j, (g, p, (_, lg), (bp, lp)) in enumerate(zip(gb, pb, gres, pres)):
-            pd_boxes[start + j] = bp
+            pd_boxes[b.start + j] = bp
             if lg is None or lp is None:
                 missing += 1
                 continue
-            if {"lipLMD", "lipLMD_euclidean"} & act:
-                l1, eu = lip_distances(lp[None], lg[None])
-                if "lipLMD" in act:
-                    sums["lipLMD"].append(float(l1[0]))
-                if "lipLMD_euclidean" in act:
-                    sums["lipLMD_euclidean"].append(float(eu[0]))
-            if "csim_aligned" in act:
-                pairs_g.append(csim_mod.aligned_face(g, lg))
-                pairs_p.append(csim_mod.aligned_face(p, lp))
-        if pairs_g:
-            gf = self.arcface(csim_mod.normalise(np.stack(pairs_g)).to(self.device)).cpu()
-            pf = self.arcface(csim_mod.normalise(np.stack(pairs_p)).to(self.device)).cpu()
-            sums["csim_aligned"].extend(csim_mod.paired_cosine(gf, pf).tolist())
+            b.face_pairs.append((g, p, lg, lp))
         return missing
 
-    def _lipsync(self, uuid: str, info, frames: dict[int, np.ndarray], known: dict[int, list]) -> dict[str, Any]:
-        cfg = self.s.lipsync
-        wav = Path(self.s.gt_audio_folder) / f"{uuid}.wav"
+    def _lipsync(self, clip: Clip) -> dict[str, Any]:
+        """Lip sync of the predicted video with the GT audio; extra fields go to the record."""
+        cfg, info, frames, known = self.s.lipsync, clip.pd_info, clip.sync_frames, clip.pd_boxes
+        wav = Path(self.s.gt_audio_folder) / f"{clip.uuid}.wav"
         samples, _ = load_audio(wav, sr=SYNC_SR)
         pcm = to_pcm16(samples)
         idx = resample_indices(info.n_frames, info.fps, SYNC_FPS)
@@ -394,29 +454,34 @@ class Evaluator:
             known[i] = boxes
         dets = [known[i] for i in idx]
         tracks = find_tracks(seq, dets, cfg)
-        res: dict[str, Any] = {"lipsync_frames_25fps": len(seq), "lipsync_tracks": []}
+        rec = clip.record
+        rec.update(lipsync_frames_25fps=len(seq), lipsync_tracks=[])
         for t in tracks:
             crops = crop_track(seq, t, cfg.crop_scale)
             audio = cut_audio(pcm, t)
             try:
-                r = sync_scores(self.syncnet, crops, audio, cfg.batch_size, cfg.vshift, self.device)
+                r = sync_scores(self.nets["syncnet_s"], crops, audio, cfg.batch_size, cfg.vshift, self.device)
             except ValueError as e:
-                res["lipsync_tracks"].append({"start": int(t.frames[0]), "frames": len(t.frames), "error": str(e)})
+                rec["lipsync_tracks"].append({"start": int(t.frames[0]), "frames": len(t.frames), "error": str(e)})
                 continue
-            res["lipsync_tracks"].append({"start": int(t.frames[0]), "frames": len(t.frames), "offset": r.offset,
+            rec["lipsync_tracks"].append({"start": int(t.frames[0]), "frames": len(t.frames), "offset": r.offset,
                                           "conf": r.conf, "min_dist": r.min_dist})
-        scored = [t for t in res["lipsync_tracks"] if "offset" in t]
+        scored = [t for t in rec["lipsync_tracks"] if "offset" in t]
+        res: dict[str, Any] = {}
         if scored:
             w = np.array([t["frames"] for t in scored], dtype=np.float64)
             res["avoffset"] = float(np.average([t["offset"] for t in scored], weights=w))
             res["avconf"] = float(np.average([t["conf"] for t in scored], weights=w))
+            res["avdist"] = float(np.average([t["min_dist"] for t in scored], weights=w))
         else:
-            res["avoffset"] = res["avconf"] = None
-            res["lipsync_note"] = (f"no face track longer than {cfg.min_track} frames at 25 fps with mean face "
-                                   f"size over {cfg.min_face_size:g} px" if not tracks else "every track too short")
+            res["avoffset"] = res["avconf"] = res["avdist"] = None
+            rec["lipsync_note"] = (
+                f"no face track longer than {cfg.min_track} frames at 25 fps ({len(seq)} frames here; "
+                f"--lipsync_min_track) with mean face size over {cfg.min_face_size:g} px" if not tracks
+                else "every face track too short for SyncNet: " + "; ".join(t["error"] for t in rec["lipsync_tracks"]))
         return res
 
-    def _coeff_metrics(self, uuid: str, rec: dict, out: VideoResult, act: set) -> None:
+    def _load_coeffs(self, uuid: str, rec: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         name = clip_name(uuid, self.s.task) + ".mat"
         gt = coeffs.load_coeff(Path(self.s.gt_coeff_folder) / name)
         pd = coeffs.load_coeff(Path(self.s.pd_coeff_folder) / name)
@@ -427,57 +492,56 @@ class Evaluator:
             k = min(len(gt), len(pd))
             gt, pd = gt[:k], pd[:k]
             rec["coeff_truncated"] = True
-        per = coeffs.coeff_l1(pd, gt)
-        for m in COEFF_FRAME_METRICS:
-            if m in act:
-                rec[m] = float(per[m].mean())
-                rec[f"{m}_frames"] = len(pd)
-        ge, gp = coeffs.exp_pose(gt)
-        pe, pp = coeffs.exp_pose(pd)
-        out.coeff_gt = np.concatenate([ge, gp], 1)
-        out.coeff_pd = np.concatenate([pe, pp], 1)
+        return gt, pd
 
 
-def _face_options(s: EvalSettings) -> dict[str, Any]:
-    """``get_backend`` options for the 3ddfa_v2 backend (none for the others)."""
-    if s.landmarks != "3ddfa_v2" and not s.tddfa_motion:
+def _face_options(s: EvalSettings, name: str) -> dict[str, Any]:
+    """``get_backend`` options of backend ``name``: those of 3ddfa_v2 (none for the others)."""
+    if name != "3ddfa_v2":
         return {}
     return {"arch": s.tddfa_arch, "boxes": s.tddfa_boxes, "weights_dir": s.weights_dir}
 
 
-def _face_factory(s: EvalSettings) -> Callable:
-    """``name -> backend`` with the settings' device and 3ddfa_v2 options."""
+def _face_factory(s: EvalSettings, device: torch.device) -> Callable:
+    """``name -> backend`` with the settings' options (3ddfa_v2 on ``device``, the others on the CPU)."""
     from common.faces import get_backend
 
     def make(name: str):
-        opts = _face_options(s) if name == "3ddfa_v2" else {}
-        return get_backend(name, device=s.device if name == "3ddfa_v2" else "cpu", **opts)
+        return get_backend(name, device=str(device) if name == "3ddfa_v2" else "cpu", **_face_options(s, name))
     return make
 
 
-def aggregate(records: list[dict], metrics: list[str], fid_pd: GaussianStats | None, fid_gt: GaussianStats | None,
-              coeff_pd: list[np.ndarray], coeff_gt: list[np.ndarray], fid_method: str) -> dict[str, Any]:
+def new_states(metrics: list[str]) -> dict[str, Any]:
+    """Empty merged states of the set metrics among ``metrics``."""
+    ms = registry.metrics()
+    return {m: ms[m].new_state() for m in metrics if ms[m].kind == "set"}
+
+
+def merge_states(into: dict[str, Any], states: dict[str, Any]) -> dict[str, Any]:
+    """Merge per-video (or per-process) set-metric states into ``into`` (in place; returned)."""
+    ms = registry.metrics()
+    for name, st in states.items():
+        into[name] = ms[name].merge(into[name], st) if name in into else st
+    return into
+
+
+def aggregate(records: list[dict], metrics: list[str], states: dict[str, Any], settings: Any) -> dict[str, Any]:
     """Results with constant keys: each metric (frame-weighted, as the original), and
-    ``<metric>_video_mean`` (mean of per-video means) for the per-frame and per-video ones."""
+    ``<metric>_video_mean`` (mean of per-video means) for the per-frame ones, ``<metric>_videos``
+    for the per-video ones; set metrics reduce their merged state (``settings.fid_method``)."""
+    ms = registry.metrics()
     res: dict[str, Any] = {}
     for m in metrics:
-        if m in FRAME_METRICS or m in COEFF_FRAME_METRICS:
+        kind = ms[m].kind
+        if kind == "frame":
             vals = [(r[m], r[f"{m}_frames"]) for r in records if r.get(m) is not None]
             tot = sum(c for _, c in vals)
             res[m] = float(sum(v * c for v, c in vals) / tot) if tot else None
             res[f"{m}_video_mean"] = float(np.mean([v for v, _ in vals])) if vals else None
-        elif m in VIDEO_METRICS:
+        elif kind == "video":
             vals = [r[m] for r in records if r.get(m) is not None]
             res[m] = float(np.mean(vals)) if vals else None  # mean over videos (upstream: none)
             res[f"{m}_videos"] = len(vals)
-        elif m == "fid":
-            ok = fid_pd is not None and fid_gt is not None and fid_pd.n >= 2 and fid_gt.n >= 2
-            res[m] = frechet_distance(*fid_pd.mean_cov(), *fid_gt.mean_cov(), method=fid_method) if ok else None
-        elif m in ("expFD", "poseFD"):
-            if len(coeff_pd) and sum(len(c) for c in coeff_pd) >= 2:
-                pd, gt = np.concatenate(coeff_pd), np.concatenate(coeff_gt)
-                sl = slice(0, 64) if m == "expFD" else slice(64, 70)
-                res[m] = frechet_distance(*mean_cov(pd[:, sl]), *mean_cov(gt[:, sl]), method=fid_method)
-            else:
-                res[m] = None
+        else:
+            res[m] = ms[m].reduce(states[m], settings) if m in states else None
     return res

@@ -1,6 +1,12 @@
 """Motion metrics from 3DDFA_V2's 62 parameters (``evaluate --tddfa_motion``), as the 2023
 challenge extracted its 3DMM with cleardusk/3DDFA_V2 instead of Deep3DFaceRecon.
 
+Registered metrics (listed in ``registry.PLUGINS``): opt-in (group ``tddfa_motion``, or by name),
+and requested by ``EvalSettings.tddfa_motion`` (``--tddfa_motion``). One scorer per evaluator
+(sharing the ``--landmarks 3ddfa_v2`` backend when there is one); per clip the parameters of both
+videos are computed once and shared by the six metrics. Missing 3DDFA_V2 files make them
+unavailable with the reason.
+
 Their own names, because 3DDFA_V2's 10 expression values (BFM 2009 expression basis of 3DDFA)
 are not comparable with Deep3DFaceRecon's 64. For each frame, parameters ``p`` (62,) are the
 de-normalised network output (``p = raw * std + mean``) of the 2-frame tracking mode
@@ -28,8 +34,10 @@ from typing import Any
 
 import numpy as np
 
+from common.io import UserError
 from common.tddfa.geometry import EXP, POSE, params_to_angles
-from evaluation.metrics.fid import frechet_distance, mean_cov
+from evaluation.metrics.builtin import frechet_metric, l1_metric
+from evaluation.metrics.registry import register
 
 L1_METRICS = ("expL1_3ddfa", "poseL1_3ddfa", "angleL1_3ddfa")
 FD_METRICS = ("expFD_3ddfa", "poseFD_3ddfa", "angleFD_3ddfa")
@@ -69,7 +77,9 @@ def video_values(pd_params: np.ndarray, gt_params: np.ndarray) -> tuple[dict[str
 
 def aggregate(records: list[dict], pd_feats: list[np.ndarray], gt_feats: list[np.ndarray],
               fid_method: str = "newton_schulz") -> dict[str, Any]:
-    """Results of the six metrics (plus ``<L1 metric>_video_mean``) from per-video records and rows."""
+    """Results of the six metrics (plus ``<L1 metric>_video_mean``) from per-video records and rows
+    (the engine's aggregation of the registered metrics, as one function over given rows)."""
+    from evaluation.metrics.fid import frechet_distance, mean_cov
     res: dict[str, Any] = {}
     for m in L1_METRICS:
         vals = [(r[m], r["tddfa_frames"]) for r in records if r.get(m) is not None]
@@ -108,3 +118,59 @@ class TddfaMotion:
     def score(self, gt_path: str | Path, pd_path: str | Path, n: int) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
         """(record values, pd rows, gt rows) of one video pair over its first ``n`` frames."""
         return video_values(self.video_params(pd_path, n), self.video_params(gt_path, n))
+
+
+# -- registered metrics -----------------------------------------------------------------------
+
+RESOURCE = "tddfa_motion"  # key of the scorer in Evaluator.resources and of the clip's rows
+
+
+def scorer(ev) -> TddfaMotion | None:
+    """The evaluator's scorer (None when the metrics are unavailable or not requested)."""
+    got = ev.resources.get(RESOURCE)
+    return got if isinstance(got, TddfaMotion) else None
+
+
+def _setup(ev) -> None:
+    """Build the scorer once per evaluator; UserError (missing 3DDFA_V2 files) = unavailable."""
+    got = ev.resources.get(RESOURCE)
+    if isinstance(got, UserError):
+        raise got
+    if got is None:
+        try:
+            ev.resources[RESOURCE] = TddfaMotion(ev.face_backend("3ddfa_v2"))
+        except UserError as e:
+            ev.resources[RESOURCE] = e
+            raise
+
+
+def _rows(clip) -> tuple[np.ndarray, np.ndarray]:
+    """(pd, gt) (k, 25) rows of the clip's paired frames with a face, computed once per clip;
+    ``tddfa_frames`` / ``tddfa_frames_without_face`` go to the record."""
+    def run() -> tuple[np.ndarray, np.ndarray]:
+        rec, fp, fg = scorer(clip.ev).score(clip.gt_path, clip.pd_path, clip.n)
+        clip.record.update({k: rec[k] for k in ("tddfa_frames", "tddfa_frames_without_face")})
+        return fp, fg
+    return clip.once(RESOURCE, run)
+
+
+def _part(part: str):
+    """vectors(clip) of one part (exp / pose / angle) of the rows."""
+    def vectors(clip) -> tuple[np.ndarray, np.ndarray]:
+        fp, fg = _rows(clip)
+        return fp[:, PARTS[part]], fg[:, PARTS[part]]
+    return vectors
+
+
+_DECL = dict(needs=frozenset({"frames"}), default=False, groups=(RESOURCE,), enabled_by=RESOURCE, setup=_setup,
+             source="3ddfa_v2 motion")
+for _m in (
+    l1_metric("expL1_3ddfa", _part("exp"), doc="L1 of 3DDFA_V2's 10 expression parameters", **_DECL),
+    l1_metric("poseL1_3ddfa", _part("pose"), doc="L1 of 3DDFA_V2's 12 camera-matrix parameters", **_DECL),
+    l1_metric("angleL1_3ddfa", _part("angle"), period=360.0,
+              doc="L1 of yaw, pitch, roll (degrees, differences wrapped into [-180, 180))", **_DECL),
+    frechet_metric("expFD_3ddfa", _part("exp"), doc="Frechet distance of 3DDFA_V2 expression (10-d)", **_DECL),
+    frechet_metric("poseFD_3ddfa", _part("pose"), doc="Frechet distance of 3DDFA_V2 pose (12-d)", **_DECL),
+    frechet_metric("angleFD_3ddfa", _part("angle"), doc="Frechet distance of yaw, pitch, roll (3-d)", **_DECL),
+):
+    register(_m)

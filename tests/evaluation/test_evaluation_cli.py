@@ -10,6 +10,8 @@ import cv2
 import numpy as np
 import pytest
 import scipy.io
+import soundfile as sf
+import torch
 
 from common.media import read_video, write_video
 from common.smoke_weights import make_smoke_checkpoint
@@ -85,7 +87,7 @@ def test_identical_vs_blurred(tiny, run_cli, tmp_path):
     assert s["ssim"] == pytest.approx(1.0, abs=1e-6) and s["psnr"] == pytest.approx(80.0)
     assert s["lipLMD"] == 0 and s["lipLMD_euclidean"] == 0
     assert abs(s["fid"]) < 1e-3
-    assert same["unavailable"].keys() == {"expL1", "poseL1", "expFD", "poseFD"}
+    assert same["unavailable"].keys() == {"expL1", "poseL1", "expFD", "poseFD", "angleFD", "transFD"}
     assert len(list((tmp_path / "c").glob("*.npy"))) == 2  # GT Inception features and landmarks cached
     blur = tmp_path / "blur" / "results.json"
     # FID is left out here: fill-rule Inception weights barely react to blur (real weights do), and
@@ -178,13 +180,18 @@ def test_lipsync_and_coefficient_metrics(tiny, run_cli, tmp_path):
                                               "--min_track", "5", "--min_face_size", "40"))
     assert p.returncode == 1 and "Traceback" not in p.stderr
     res = _results(out)["results"]
-    assert res["avoffset_videos"] == 1 and -15 <= res["avoffset"] <= 15 and res["avconf"] >= 0
+    assert res["avoffset_videos"] == 1 and res["avdist_videos"] == 1
     assert res["psnr"] == 80.0
     l0, l1 = [json.loads(x) for x in (tmp_path / "a.videos.jsonl").read_text().splitlines()]
-    assert l1["lipsync_frames_25fps"] == 10 and len(l1["lipsync_tracks"]) == 1 and l1["avoffset"] == res["avoffset"]
+    assert l1["lipsync_frames_25fps"] == 10 and len(l1["lipsync_tracks"]) == 1
+    (t,) = l1["lipsync_tracks"]  # one video, one track: the results are that track's numbers
+    assert (res["avoffset"], res["avconf"], res["avdist"]) == (t["offset"], t["conf"], t["min_dist"])
+    # (the known offset of a shifted clip is checked in test_lipsync_recovers_known_audio_shift:
+    # the fill-rule SyncNet used here has no notion of sync)
     assert l0["avoffset"] is None and "expL1" in l0  # other metrics of u0 are kept
     (fail,) = json.loads((tmp_path / "run.json").read_text())["failures"]
     assert fail["item"] == u0 and "lip sync" in fail["reason"] and f"{u0}.wav" in fail["reason"]
+    assert list(_results(out)["lipsync_notes"]) == [u0] and f"{u0}.wav" in _results(out)["lipsync_notes"][u0]
     # coefficient metrics by hand
     gt = np.concatenate([scipy.io.loadmat(r / "gtc" / f"{u}.speaker.mat")["coeff"] for u in tiny["uuids"]])
     pd = np.concatenate([scipy.io.loadmat(r / "pdc" / f"{u}.speaker.mat")["coeff"] for u in tiny["uuids"]])
@@ -198,6 +205,7 @@ def test_lipsync_and_coefficient_metrics(tiny, run_cli, tmp_path):
                                               "--gt_audio_folder", r / "audios"))
     assert p.returncode == 0, p.stderr
     assert _results(out2)["results"]["avoffset"] is None
+    assert sorted(_results(out2)["lipsync_notes"]) == tiny["uuids"]
     lines = [json.loads(x) for x in (tmp_path / "b.videos.jsonl").read_text().splitlines()]
     assert all("no face track longer than 100" in x["lipsync_note"] for x in lines)
 
@@ -309,6 +317,13 @@ def test_motion_metrics_from_coefficients_alone(run_cli, tmp_path):
                                            pds[u][:, 254:257] - gts[u][:, 254:257]], 1)).mean() for u in "ab"])
     assert res["expL1"] == pytest.approx(exp, rel=1e-6) and res["poseL1"] == pytest.approx(pose, rel=1e-6)
     assert res["expFD"] > 0 and res["poseFD"] > 0
+    # AngleFD / TransFD: the same Frechet distance over the 3 angle / 3 translation columns of all frames
+    from evaluation.metrics.fid import frechet_distance, mean_cov
+    allp, allg = np.concatenate([pds[u] for u in "ab"]), np.concatenate([gts[u] for u in "ab"])
+    for key, cols in (("angleFD", slice(224, 227)), ("transFD", slice(254, 257)), ("expFD", slice(80, 144))):
+        want = frechet_distance(*mean_cov(allp[:, cols]), *mean_cov(allg[:, cols]))
+        assert res[key] == pytest.approx(want, rel=1e-9), key
+    assert len({res["angleFD"], res["transFD"], res["poseFD"]}) == 3
 
     # a video metric without video folders is one clear error
     p = run_cli("evaluation.evaluate", "--anno_file", tmp_path / "test.csv", "--metrics", "psnr",
@@ -316,3 +331,94 @@ def test_motion_metrics_from_coefficients_alone(run_cli, tmp_path):
     assert p.returncode == 2
     assert p.stderr.strip().splitlines()[-1] == ("error: no requested metric can run "
                                                  "(first: psnr needs --gt_video_folder and --pd_video_folder)")
+
+
+class _OracleSync(torch.nn.Module):
+    """A stand-in SyncNet whose embeddings can be matched by construction: per video frame of a
+    5-frame window, the crop's brightness (lips) and the mean log energy c0 (audio), both mapped
+    to 1 (quiet/dark) .. 2 (loud/bright). The fill-rule SyncNet has no notion of sync, so the
+    known offset is recovered with this network through the whole evaluator path instead."""
+
+    def __init__(self, dark: float, bright: float, quiet: float, loud: float) -> None:
+        super().__init__()
+        self.v, self.a = (dark, bright), (quiet, loud)
+
+    def forward_lip(self, x: torch.Tensor) -> torch.Tensor:  # (b,3,5,224,224) BGR 0..255
+        return 1 + (x.mean(dim=(1, 3, 4)) - self.v[0]) / (self.v[1] - self.v[0])
+
+    def forward_aud(self, x: torch.Tensor) -> torch.Tensor:  # (b,1,13,20) MFCC, 4 columns per frame
+        c0 = x[:, 0, 0, :].reshape(len(x), 5, 4).mean(-1)
+        return 1 + (c0 - self.a[0]) / (self.a[1] - self.a[0])
+
+
+class _BoxOnly:
+    """Face backend with one fixed box (lip sync only needs boxes)."""
+
+    def detect(self, frame):
+        return [(24.0, 16.0, 40.0, 36.0)]
+
+    def for_thread(self):
+        return self
+
+
+def test_lipsync_recovers_known_audio_shift(tiny, tmp_path):
+    """Audio delayed by k frames gives avoffset -k (aligned: 0), from the predicted video and the
+    GT audio alone (no GT video folder)."""
+    from evaluation.lipsync.pipeline import LipSyncConfig
+    from evaluation.metrics.lipsync import mfcc
+
+    rng = np.random.default_rng(5)
+    n, hop, lo, hi = 60, 640, 300.0, 6000.0
+    bits = rng.integers(0, 2, n)
+    write_video(tmp_path / "pd" / "clip.speaker.mp4",
+                np.stack([np.full((64, 64, 3), 100 + 40 * b, np.uint8) for b in bits]), fps=25)
+    amp = np.repeat(np.where(bits == 1, hi, lo), hop)
+
+    def noise(a):
+        return np.clip(rng.standard_normal(len(a)) * a, -32767, 32767) / 32768.0
+
+    (tmp_path / "aud").mkdir()
+    k = 3
+    sf.write(tmp_path / "aud" / "clip.wav", noise(amp), 16000, subtype="PCM_16")
+    sf.write(tmp_path / "aud" / "late.wav", noise(np.concatenate([np.full(k * hop, lo), amp[:-k * hop]])), 16000,
+             subtype="PCM_16")
+    shutil.copy(tmp_path / "pd" / "clip.speaker.mp4", tmp_path / "pd" / "late.speaker.mp4")
+    c0 = [mfcc(noise(np.full(16000, a)) * 32768.0)[:, 0].mean() for a in (lo, hi)]
+    s = EvalSettings(pd_video_folder=str(tmp_path / "pd"), gt_audio_folder=str(tmp_path / "aud"),
+                     weights_dir=str(tiny["root"] / "weights"), workers=1, device="cpu",
+                     lipsync=LipSyncConfig(min_track=40, min_face_size=10))
+    ev = Evaluator(["avoffset", "avconf", "avdist"], s, face_backend_factory=lambda _name: _BoxOnly())
+    assert ev.unavailable == {}
+    ev.nets["syncnet_s"] = _OracleSync(100.0, 140.0, *c0)
+    aligned, late = ev.evaluate_video("clip").record, ev.evaluate_video("late").record
+    assert aligned["avoffset"] == 0 and late["avoffset"] == -k
+    assert aligned["avconf"] > 0.5 and late["avconf"] > 0.5 and aligned["avdist"] < 0.6  # zero pads: >= 2.2
+    (t,) = aligned["lipsync_tracks"]
+    assert t["frames"] == n and aligned["avdist"] == t["min_dist"] and "gt_frames" not in aligned
+    # a track not longer than --lipsync_min_track: no score, and the reason
+    ev.s.lipsync.min_track = n
+    r = ev.evaluate_video("clip").record
+    assert r["avoffset"] is None and r["avdist"] is None
+    assert "no face track longer than 60 frames at 25 fps (60 frames here" in r["lipsync_note"]
+
+
+def test_docs_adding_a_metric_example_runs(tiny, repo_root):
+    """The example of docs/evaluation.md#adding-a-metric registers and is computed by the engine."""
+    import re
+
+    from evaluation.metrics import registry
+
+    text = (repo_root / "docs" / "evaluation.md").read_text()
+    code = re.search(r"## Adding a metric.*?```python\n(.*?)```", text, re.S).group(1)
+    exec(compile(code, "docs/evaluation.md", "exec"), {})
+    try:
+        r = tiny["root"]
+        s = EvalSettings(gt_video_folder=str(r / "gt4"), pd_video_folder=str(r / "blur4"), workers=1)
+        rec = Evaluator(["psnr", "brightnessL1"], s).evaluate_video(tiny["uuids"][0]).record
+        gt = read_video(r / "gt4" / f"{tiny['uuids'][0]}.speaker.mp4").astype(np.float64)
+        pd = read_video(r / "blur4" / f"{tiny['uuids'][0]}.speaker.mp4").astype(np.float64)
+        want = np.abs(pd.mean(axis=(1, 2, 3)) - gt.mean(axis=(1, 2, 3))).mean()
+        assert rec["brightnessL1"] == pytest.approx(want, rel=1e-9) and rec["brightnessL1_frames"] == 4
+        assert rec["psnr_frames"] == 4
+    finally:
+        registry._REGISTRY.pop("brightnessL1", None)

@@ -18,7 +18,15 @@ from evaluation.networks.inception import FIDInceptionV3
 from evaluation.networks.iresnet import iresnet100
 from evaluation.networks.syncnet import SyncNetS
 
-torch.set_num_threads(2)
+
+@pytest.fixture(scope="module", autouse=True)
+def _two_threads():
+    """2 intra-op threads for this module, restored afterwards: a process-wide setting left behind
+    changed float32 sums in later modules that compare in-process values with CLI runs."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(n)
 
 
 def _net(cls, name):

@@ -1,6 +1,8 @@
 """Hand-computed checks of the lip-sync pipeline pieces, coefficient metrics and rank scoring."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import scipy.io
@@ -96,7 +98,7 @@ def test_aligned_face_maps_landmarks_onto_the_arcface_template():
 
 
 def test_parse_metrics():
-    assert parse_metrics("lipsync,psnr") == ["psnr", "avoffset", "avconf"]
+    assert parse_metrics("lipsync,psnr") == ["psnr", "avoffset", "avconf", "avdist"]
     assert "csim_aligned" not in parse_metrics("default") and "csim_aligned" in parse_metrics("all")
     with pytest.raises(UserError, match="unknown metric 'nope'"):
         parse_metrics("psnr,nope")
@@ -114,3 +116,97 @@ def test_rank_directions_and_rank_sum():
     r = score({"bad": bad, "good": good})
     assert r["score"] == {"good": 12, "bad": 24}
     assert r["order"] == ["good", "bad"]
+
+
+def _table():
+    """Five entries on the 12 rank-sum metrics plus AngleFD/TransFD; PSNR is a 3-way tie for first."""
+    rng = np.random.default_rng(7)
+    keys = ["psnr", "ssim", "cpbd", "fid", "csim", "lipLMD", "avoffset", "avconf", "expL1", "poseL1", "expFD",
+            "poseFD", "angleFD", "transFD"]
+    t = {n: {k: float(rng.integers(0, 4)) for k in keys} for n in "ABCDE"}  # small integers: many ties
+    for n, v in zip("ABCDE", (31.0, 31.0, 31.0, 29.0, 28.0)):
+        t[n]["psnr"] = v
+    t["E"]["avoffset"] = -2.0  # |x| ranks: -2 ties with 2
+    return t
+
+
+def test_rank_sum_ties_average_truncated_like_pandas():
+    from scipy.stats import rankdata
+
+    from evaluation.metrics.registry import rank_sum_metrics
+
+    t = _table()
+    assert rank([31.0, 31.0, 31.0, 29.0, 28.0], "max") == [2, 2, 2, 4, 5]  # (1+2+3)/3 = 2
+    assert rank([31.0, 31.0, 31.0, 29.0, 28.0], "max", ties="min") == [1, 1, 1, 4, 5]
+    assert rank([1.0, 2.0, 2.0, 3.0], "min") == [1, 2, 2, 4]  # (2+3)/2 = 2.5 -> 2
+    names = list(t)
+    ref = dict.fromkeys(names, 0)
+    key = {"max": lambda v: -v, "min": lambda v: v, "abs0": abs}
+    for m, d in rank_sum_metrics().items():  # scoring_example.py: data[k].apply(v).rank().apply(int)
+        for n, r in zip(names, rankdata([key[d](t[n][m]) for n in names], method="average")):
+            ref[n] += int(r)
+    res = score(t)
+    assert res["score"] == ref and res["rule"] == "rank_sum" and len(res["metrics"]) == 12
+    assert res["ranks"]["A"]["psnr"] == res["ranks"]["C"]["psnr"] == 2
+    mins = score(t, ties="min")
+    assert mins["ranks"]["B"]["psnr"] == 1 and all(mins["score"][n] <= ref[n] for n in names)
+    assert mins["score"]["A"] < ref["A"]  # the 3-way tie alone gives A one point less
+
+
+def test_num_top1_counts_leaderboard_columns_with_ties():
+    t = _table()
+    for n in t:
+        t[n].update(expL1=0.0 if n == "D" else 5.0, poseL1=0.0 if n == "D" else 5.0)  # not leaderboard columns
+    res = score(t, rule="num_top1", task="speaker")
+    assert res["metrics"] == ["psnr", "ssim", "cpbd", "fid", "csim", "lipLMD", "avoffset", "avconf", "expFD",
+                              "angleFD", "transFD"]
+    signed = {m: (lambda v: -v) for m in ("psnr", "ssim", "cpbd", "csim", "avconf")}
+    signed["avoffset"] = abs
+    for n in t:
+        want = [m for m in res["metrics"]
+                if signed.get(m, float)(t[n][m]) == min(signed.get(m, float)(t[o][m]) for o in t)]
+        assert sorted(res["top1"][n]) == sorted(want), n
+        assert res["score"][n] == len(want)
+    assert {"psnr"} <= set(res["top1"]["A"]) & set(res["top1"]["B"]) & set(res["top1"]["C"])  # 3-way tie counts 3x
+    assert res["order"] == sorted(t, key=lambda n: (-res["score"][n], n))
+    lst = score(t, rule="num_top1", task="listener")
+    assert lst["metrics"] == ["psnr", "ssim", "cpbd", "fid", "csim", "expFD", "angleFD", "transFD"]
+    assert score({"x": {"psnr": None}, "y": {"psnr": 1.0}}, rule="num_top1")["top1"] == {"x": [], "y": ["psnr"]}
+
+
+def test_registry_checks_declarations_and_loads_plugins(tmp_path, repo_root):
+    import subprocess
+    import sys
+
+    from evaluation.metrics import registry
+    from evaluation.metrics.registry import Metric, register
+
+    ok = dict(direction="min", kind="frame", needs=frozenset({"frames"}), update=lambda b: [])
+    registry.metrics()
+    with pytest.raises(ValueError, match="already registered"):
+        register(Metric("psnr", **ok))
+    with pytest.raises(ValueError, match="both a metric and a group"):
+        register(Metric("coeff", **ok))
+    with pytest.raises(ValueError, match="direction"):
+        register(Metric("x1", **dict(ok, direction="up")))
+    with pytest.raises(ValueError, match="needs"):
+        register(Metric("x2", **dict(ok, needs=frozenset({"video"}))))
+    with pytest.raises(ValueError, match="new_state, merge and reduce"):
+        register(Metric("x3", **dict(ok, kind="set")))
+    with pytest.raises(ValueError, match="letters"):
+        register(Metric("psnr_frames", **ok))
+    assert not {"x1", "x2", "x3", "psnr_frames"} & set(registry.metrics())
+    assert registry.directions()["avoffset"] == "abs0" and registry.directions()["avconf"] == "max"
+    # an out-of-tree plugin module, named in $VICO_METRIC_PLUGINS, registers with one call
+    (tmp_path / "my_metrics.py").write_text(
+        "from evaluation.metrics.registry import Metric, register\n"
+        "register(Metric('mine', 'max', 'video', frozenset({'coefficients'}), lambda clip: 1.0, stage='clip',"
+        " leaderboard=('listener',)))\n")
+    code = ("from evaluation.metrics import registry;"  # no torch: the declarations are light
+            "print(list(registry.metrics())[-1], list(registry.groups()['default'][-1:]),"
+            " list(registry.leaderboard_metrics('listener')))")
+    env = dict(os.environ, PYTHONPATH=f"{repo_root}{os.pathsep}{tmp_path}", VICO_METRIC_PLUGINS="my_metrics")
+    p = subprocess.run([sys.executable, "-c", code], cwd=repo_root, env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.split("[", 1)[0].strip() == "mine" and "['mine']" in p.stdout and p.stdout.strip().endswith(
+        "'transFD', 'mine']")

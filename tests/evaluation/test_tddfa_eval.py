@@ -121,10 +121,11 @@ def test_tddfa_motion_unavailable_without_weights(tiny, tmp_path):
     s = EvalSettings(gt_video_folder=str(tiny / "gt"), pd_video_folder=str(tiny / "pd"), tddfa_motion=True,
                      weights_dir=str(tmp_path))
     ev = Evaluator(["psnr"], s)
-    assert ev.tddfa is None and ev.active == ["psnr"]
+    assert TM.scorer(ev) is None and ev.active == ["psnr"]  # registered metrics, requested by the switch
     assert set(ev.unavailable) == set(TM.METRICS)
     assert all("missing weights file" in why and "mb1_120x120.pth" in why for why in ev.unavailable.values())
     ok = Evaluator(["psnr"], EvalSettings(gt_video_folder=str(tiny / "gt"), pd_video_folder=str(tiny / "pd"),
                                           tddfa_motion=True, weights_dir=str(tiny / "weights")))
-    assert ok.tddfa is not None and not ok.unavailable
+    assert isinstance(TM.scorer(ok), TM.TddfaMotion) and not ok.unavailable
+    assert ok.active == ["psnr", *TM.METRICS]
     assert ok.weight_files["tddfa_v2_bfm"].endswith("bfm_noneck_v3.pkl")
