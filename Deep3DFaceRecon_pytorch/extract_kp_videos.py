@@ -116,8 +116,10 @@ def _work(task: tuple[str, str, str, int]) -> tuple[str, str | None, int, int]:
     return name, None, n, n_found
 
 
-def run(cfg: KeypointConfig, info: dist.DistInfo) -> RunReport:
-    """Extract this rank's share of the inputs; returns this rank's report."""
+def run(cfg: KeypointConfig, info: dist.DistInfo, backend=None) -> RunReport:
+    """Extract this rank's share of the inputs; returns this rank's report. ``backend``: a
+    landmark backend built once by the caller (batched generation), used in this process."""
+    global _BACKEND  # noqa: PLW0603 - the in-process worker's backend
     in_root, out_root = Path(cfg.input_dir), Path(cfg.output_dir)
     report = RunReport(STAGE, cfg, out_root)
     tasks = []
@@ -141,8 +143,11 @@ def run(cfg: KeypointConfig, info: dist.DistInfo) -> RunReport:
     device = str(info.device) if cfg.backend == "fan" else "cpu"
     workers = max(1, min(cfg.workers, len(tasks)))
     bar = tqdm(total=len(tasks), unit="video", desc="landmarks", disable=not info.is_main, leave=False)
+    if backend is not None:
+        _BACKEND, workers = backend, 1
     if workers == 1:
-        _init_worker(cfg.backend, device)
+        if backend is None:
+            _init_worker(cfg.backend, device)
         results = map(_work, tasks)
         pool = None
     else:
