@@ -85,6 +85,7 @@ class Engine:
         self._backend = self._recon = self._generator = None
         self._vico: dict[tuple[Path, str], tuple] = {}
         self.load_seconds: dict[str, float] = {}
+        self.quiet = False  # step lines at debug level (batch jobs log one line per clip)
 
     # -- the models, each loaded once -------------------------------------------------------------
     def smoke_weights(self) -> list[str]:
@@ -211,6 +212,7 @@ class Engine:
         """Run the eight steps on ``job.work``; returns one record per step (name, status, seconds).
         Raises StepFailed (the step, its exit status, its log file) at the first failing step."""
         steps = self._steps(job)
+        quiet = quiet or self.quiet
         results = []
         for i, (name, description, fn) in enumerate(steps, 1):
             logfile = job.work / "logs" / f"{name}.log"

@@ -78,6 +78,7 @@ class GenerateConfig:
     device: str = "auto"
     fps: int = FPS
     clean: bool = False                    # remove the work folder after success
+    record: Path | None = None             # where OUT.json goes (default: beside OUT)
 
     @property
     def face(self) -> Path:
@@ -155,7 +156,8 @@ def resolve(cfg: GenerateConfig) -> GenerateConfig:
     if cfg.out.suffix.lower() != ".mp4":
         raise UserError(f"{cfg.out}: the output must be an .mp4 file")
     inputs = ((cfg.audio, "--audio"), (cfg.image, "--image")) if cfg.task == "speaker" else \
-        ((cfg.speaker_video, "--speaker_video"), (cfg.listener_image, "--listener_image"))
+        ((cfg.speaker_video, "--speaker_video"), (cfg.listener_image, "--listener_image"),
+         *([(cfg.audio, "--audio")] if cfg.audio is not None else []))
     for p, flag in inputs:
         if not p.is_file():
             raise UserError(f"{p}: file not found ({flag})")
@@ -281,8 +283,9 @@ def read_inputs(cfg: GenerateConfig) -> Inputs:
                              f"(re-encode it first, e.g. ffmpeg -i IN -r {cfg.fps} OUT.mp4)")
         if info.n_frames < 2:
             raise MediaError(f"{cfg.speaker_video}: {info.n_frames} frame(s); at least two are needed")
-        samples, sr = load_audio_track(cfg.speaker_video)
-        source = cfg.speaker_video
+        # the speech: the video's own track, or a separate file (the challenge's audios/<uuid>.wav)
+        source = cfg.audio or cfg.speaker_video
+        samples, sr = load_audio(cfg.audio) if cfg.audio is not None else load_audio_track(cfg.speaker_video)
     _check_sound(samples, source)
     return Inputs(face, samples, sr, source)
 
@@ -403,11 +406,12 @@ def generate(cfg: GenerateConfig, engine: Engine | None = None) -> dict:
                "video": {"path": str(cfg.out), "frames": info.n_frames, "seconds": facts["seconds"],
                          "fps": cfg.fps, "width": info.width, "height": info.height},
                "steps": results}
-    write_json_atomic(cfg.out.with_suffix(".json"), summary)
+    record = cfg.record or cfg.out.with_suffix(".json")
+    write_json_atomic(record, summary)
     if cfg.clean:
         shutil.rmtree(cfg.work_dir)
     log.info("wrote %s (%d frames, %.2f s) and %s%s", cfg.out, info.n_frames, facts["seconds"],
-             cfg.out.with_suffix(".json").name, " (smoke-test weights: not a real face)" if smoke else "")
+             record.name, " (smoke-test weights: not a real face)" if smoke else "")
     return summary
 
 
