@@ -29,6 +29,24 @@ def _env() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
 
 
+def _submit(capsys, *args) -> tuple[int, str, str]:
+    """``python -m pipeline.submit ARGS`` in this process (no interpreter start-up): (exit, stdout, stderr)."""
+    import logging
+
+    from pipeline.submit import main
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    capsys.readouterr()
+    try:
+        code = main([str(a) for a in args])
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    got = capsys.readouterr()
+    return code, got.out, got.err
+
+
 def _run(*args, torchrun: int = 0) -> subprocess.CompletedProcess:
     launch = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(torchrun)] if torchrun else []
     return subprocess.run([sys.executable, *launch, "-m", "pipeline.submit", *map(str, args)], cwd=REPO,
@@ -91,7 +109,7 @@ def test_released_layouts(challenge):
     assert not (test / ".gt_tmp").exists()
 
 
-def test_submission_sharded_and_zipped(challenge):
+def test_submission_sharded_and_zipped(challenge, capsys):
     out, uuids = challenge["out"], challenge["uuids"]
     for folder, role in (("talkinghead_test_results", "speaker"), ("listeninghead_test_results", "listener")):
         assert sorted(p.name for p in (out / folder).iterdir()) == sorted(f"{u}.{role}.mp4" for u in uuids)
@@ -108,32 +126,36 @@ def test_submission_sharded_and_zipped(challenge):
     rec = json.loads((out / "records" / f"{uuids[0]}.speaker.json").read_text())
     assert rec["weights"]["smoke_test"] and [s["step"] for s in rec["steps"]][-1] == "render"
     assert not (out / "work").exists() or not any((out / "work").iterdir())
-    for z in (out / "zips").rglob("*.zip"):
-        p = _run("--check", z, "--data", challenge["val"])
-        assert p.returncode == 0 and p.stdout == "" and "valid (2 videos checked)" in p.stderr, p.stderr
+    zips = sorted((out / "zips").rglob("team-a_1.zip"))
+    assert len(zips) == 2
+    p = _run("--check", zips[0], "--data", challenge["val"])  # the real command line once
+    assert p.returncode == 0 and p.stdout == "" and "valid (2 videos checked)" in p.stderr, p.stderr
+    assert _submit(capsys, "--check", zips[1], "--data", challenge["val"])[:2] == (0, "")
+    assert _submit(capsys, "--check", out, "--data", challenge["val"])[:2] == (0, "")  # both result folders
 
 
-def test_resume_skips_finished_clips(challenge):
+def test_resume_skips_finished_clips(challenge, capsys):
     out = challenge["out"]
     video = out / "talkinghead_test_results" / f"{challenge['uuids'][0]}.speaker.mp4"
     before = video.stat().st_mtime_ns
-    p = _run("--data", challenge["val"], "--task", "speaker", "--team", "team-a", "--submission", 2, "--out", out,
-             "--speaker_checkpoint", challenge["ckpt"]["speaker"], "--weights_dir", challenge["weights"])
-    assert p.returncode == 0, p.stderr[-3000:]
-    assert "0 video(s) to generate, 2 already done" in p.stderr and video.stat().st_mtime_ns == before
+    code, _, err = _submit(capsys, "--data", challenge["val"], "--task", "speaker", "--team", "team-a",
+                           "--submission", 2, "--out", out, "--speaker_checkpoint", challenge["ckpt"]["speaker"],
+                           "--weights_dir", challenge["weights"])
+    assert code == 0, err[-3000:]
+    assert "0 video(s) to generate, 2 already done" in err and video.stat().st_mtime_ns == before
     assert (out / "zips" / "talking_head" / "team-a_2.zip").is_file()
 
 
-def test_check_reports_every_problem(challenge, tmp_path):
+def test_check_reports_every_problem(challenge, tmp_path, capsys):
     val, uuids = challenge["val"], challenge["uuids"]
     bad = tmp_path / "talkinghead_test_results"
     shutil.copytree(challenge["out"] / "talkinghead_test_results", bad)
     (bad / f"{uuids[0]}.speaker.mp4").unlink()
     (bad / "notes.txt").write_text("x")
     media.write_video(bad / f"{uuids[1]}.speaker.mp4", np.zeros((3, 128, 128, 3), np.uint8), fps=25)
-    p = _run("--check", bad, "--data", val)
-    lines = p.stdout.strip().splitlines()
-    assert p.returncode == 1 and len(lines) == 5, p.stdout
+    code, stdout, _ = _submit(capsys, "--check", bad, "--data", val)
+    lines = stdout.strip().splitlines()
+    assert code == 1 and len(lines) == 5, stdout
     assert any(f"{uuids[0]}.speaker.mp4: missing" in ln for ln in lines)
     assert any("notes.txt: unexpected" in ln for ln in lines)
     assert any(f"{uuids[1]}.speaker.mp4: 25 fps, expected 30" in ln for ln in lines)
@@ -142,14 +164,14 @@ def test_check_reports_every_problem(challenge, tmp_path):
     # zip: wrong name; files at the root instead of inside the result folder
     wrong = tmp_path / "team.zip"
     shutil.copyfile(challenge["out"] / "zips" / "talking_head" / "team-a_1.zip", wrong)
-    p = _run("--check", wrong, "--data", val)
-    assert p.returncode == 1 and "TEAM_N.zip" in p.stdout
+    code, stdout, _ = _submit(capsys, "--check", wrong, "--data", val)
+    assert code == 1 and "TEAM_N.zip" in stdout
     flat = tmp_path / "team_3.zip"
     with zipfile.ZipFile(flat, "w") as z:
         for u in uuids:
             z.write(challenge["out"] / "talkinghead_test_results" / f"{u}.speaker.mp4", f"{u}.speaker.mp4")
-    p = _run("--check", flat, "--data", val)
-    assert p.returncode == 1 and "at the zip's root" in p.stdout and "exactly one folder" in p.stdout
+    code, stdout, _ = _submit(capsys, "--check", flat, "--data", val)
+    assert code == 1 and "at the zip's root" in stdout and "exactly one folder" in stdout
 
 
 def test_api_example_of_docs_gives_the_submission_videos(challenge, tmp_path):
