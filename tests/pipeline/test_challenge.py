@@ -194,3 +194,19 @@ def test_api_example_of_docs_gives_the_submission_videos(challenge, tmp_path):
         assert mine.shape == theirs.shape == (FRAMES, 256, 256, 3)
         assert np.abs(mine - theirs).max() <= 2  # same steps; thread counts may move a rounding
         assert (tmp_path / f"{a}.{role}.json").is_file() and not (tmp_path / f"{a}.{role}_work").exists()
+
+
+def test_checks_come_before_any_work(challenge, tmp_path):
+    """A checkpoint of the other task, or CUDA where there is none, fails when the head is made."""
+    import torch
+
+    from common.io import UserError
+    from pipeline.api import ListeningHead, TalkingHead
+
+    with pytest.raises(UserError, match="holds a listener model but --task is speaker"):
+        TalkingHead(challenge["ckpt"]["listener"], weights_dir=challenge["weights"], device="cpu")
+    with pytest.raises(UserError, match="missing weights file"):
+        ListeningHead(challenge["ckpt"]["listener"], weights_dir=tmp_path, device="cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="CUDA is not available"):
+            TalkingHead(challenge["ckpt"]["speaker"], weights_dir=challenge["weights"], device="cuda")
