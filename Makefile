@@ -8,10 +8,13 @@ STAMP  := $(VENV)/.installed
 
 install: $(STAMP)
 
-# Re-installs only when requirements.txt changes; otherwise a no-op.
-$(STAMP): requirements.txt
+# Re-installs only when a requirements file or pyproject.toml changes; otherwise a no-op.
+# The pinned set first (requirements-dev.txt = runtime + tests), then the project itself as an
+# editable install without touching those pins (console scripts, `python -m` from any folder).
+$(STAMP): requirements.txt requirements-dev.txt requirements-fan.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps -e .
 	touch $(STAMP)
 
 demo: $(STAMP)

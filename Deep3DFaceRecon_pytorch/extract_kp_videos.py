@@ -4,7 +4,8 @@ Replaces the upstream ``extract_kp_videos.py`` (spec 1.1): same output format an
 handling (a frame without a face gets the previous frame's landmarks, or 68 rows of -1 before
 the first face), but recursive discovery with mirrored output paths, a CPU landmark backend
 (dlib) by default, optional detection on every N-th frame only, and per-video failures recorded
-instead of crashing.
+instead of crashing. ``--backend 3ddfa_v2`` gives the 2023 challenge's cleardusk/3DDFA_V2
+landmarks (its video tracking mode by default; docs/recon.md).
 """
 from __future__ import annotations
 
@@ -40,6 +41,10 @@ class KeypointConfig:
     workers: int = 1
     device: str = "cpu"
     overwrite: bool = False
+    tddfa_arch: str = "mb1"
+    tddfa_boxes: str = "faceboxes"
+    tddfa_mode: str = "track"
+    weights_dir: str | None = None
 
 
 EPILOG = """\
@@ -51,6 +56,10 @@ examples:
   # 3-4x faster: detect the face every 5th frame, fit landmarks on every frame; 2 processes
   python -m Deep3DFaceRecon_pytorch.extract_kp_videos --input_dir videos --output_dir keypoints \\
       --detect_every 5 --workers 2
+
+  # 3DDFA_V2 landmarks as the 2023 challenge (weights in weights/tddfa_v2/, see docs/weights.md)
+  python -m Deep3DFaceRecon_pytorch.extract_kp_videos --input_dir videos --output_dir keypoints \
+      --backend 3ddfa_v2
 
   # the original baseline's detector (pip install face-alignment), sharded over 2 GPUs
   torchrun --nproc_per_node 2 -m Deep3DFaceRecon_pytorch.extract_kp_videos \\
@@ -70,13 +79,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output_dir", required=True, help="where the .txt files and run.json go")
     p.add_argument("--backend", default=KeypointConfig.backend, choices=BACKENDS,
                    help="dlib: HOG detector + 68-point predictor (CPU); fan: face_alignment FAN 2D "
-                        "as upstream (optional package)")
+                        "as upstream (optional package); 3ddfa_v2: cleardusk/3DDFA_V2 (2023 challenge)")
     p.add_argument("--detect_every", type=int, default=KeypointConfig.detect_every,
                    help="run the face detector on every N-th frame and reuse its box in between "
                         "(landmarks are fitted on every frame)")
     p.add_argument("--workers", type=int, default=KeypointConfig.workers,
                    help="worker processes per rank (videos are spread over them)")
-    p.add_argument("--device", default=KeypointConfig.device, help="device of the fan backend")
+    p.add_argument("--device", default=KeypointConfig.device, help="device of the fan / 3ddfa_v2 backend")
+    p.add_argument("--tddfa_arch", default=KeypointConfig.tddfa_arch, choices=("mb1", "mb05"),
+                   help="3ddfa_v2: MobileNet width 1.0 (mb1_120x120.pth) or 0.5 (mb05_120x120.pth)")
+    p.add_argument("--tddfa_boxes", default=KeypointConfig.tddfa_boxes, choices=("faceboxes", "dlib"),
+                   help="3ddfa_v2: face boxes from FaceBoxes (as upstream) or dlib's HOG detector")
+    p.add_argument("--tddfa_mode", default=KeypointConfig.tddfa_mode, choices=("track", "detect"),
+                   help="3ddfa_v2: track = upstream demo_video.py (first frame from its box, then each "
+                        "frame from the previous frame's landmarks; --detect_every unused); detect = "
+                        "box -> landmarks on every frame (--detect_every applies)")
+    p.add_argument("--weights_dir", default=None,
+                   help="3ddfa_v2: folder holding tddfa_v2/ (default $VICO_WEIGHTS_DIR or weights/)")
     p.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
@@ -89,17 +108,29 @@ def output_path(path: Path, in_root: Path, out_root: Path) -> Path:
 _BACKEND = None  # per worker process, built once by _init_worker
 
 
-def _init_worker(backend: str, device: str) -> None:
+def backend_options(cfg: KeypointConfig) -> dict:
+    """Keyword options of ``get_backend`` for ``cfg.backend``."""
+    if cfg.backend != "3ddfa_v2":
+        return {}
+    return {"arch": cfg.tddfa_arch, "boxes": cfg.tddfa_boxes, "weights_dir": cfg.weights_dir}
+
+
+def _init_worker(backend: str, device: str, options: dict | None = None) -> None:
     global _BACKEND  # noqa: PLW0603 - one backend per worker process
     import torch
 
     torch.set_num_threads(1)
-    _BACKEND = get_backend(backend, device=device)
+    _BACKEND = get_backend(backend, device=device, **(options or {}))
 
 
 def extract_one(video: Path, out: Path, backend, detect_every: int = 1) -> tuple[int, int]:
-    """Landmarks of one video written to ``out``; returns (frames, frames with a face)."""
-    lms, found = track_landmarks(iter_media_frames(video), backend, detect_every, return_found=True)
+    """Landmarks of one video written to ``out``; returns (frames, frames with a face).
+
+    ``detect_every`` 0 means the backend's own video tracking (3ddfa_v2 ``track``)."""
+    if detect_every == 0:
+        lms, _, found = backend.track(iter_media_frames(video))
+    else:
+        lms, found = track_landmarks(iter_media_frames(video), backend, detect_every, return_found=True)
     assert lms.ndim == 3 and lms.shape[1:] == (68, 2), lms.shape
     save_keypoints(out, lms)
     return len(lms), int(found.sum())
@@ -136,22 +167,23 @@ def run(cfg: KeypointConfig, info: dist.DistInfo, backend=None) -> RunReport:
         if not cfg.overwrite and is_complete(out):
             report.skip(name)
             continue
-        tasks.append((name, str(path), str(out), cfg.detect_every))
+        tracking = cfg.backend == "3ddfa_v2" and cfg.tddfa_mode == "track"
+        tasks.append((name, str(path), str(out), 0 if tracking else cfg.detect_every))
     outputs = {t[0]: t[2] for t in tasks}
     if not tasks:
         return report
-    device = str(info.device) if cfg.backend == "fan" else "cpu"
+    device = str(info.device) if cfg.backend in ("fan", "3ddfa_v2") else "cpu"
     workers = max(1, min(cfg.workers, len(tasks)))
     bar = tqdm(total=len(tasks), unit="video", desc="landmarks", disable=not info.is_main, leave=False)
     if backend is not None:
         _BACKEND, workers = backend, 1
     if workers == 1:
         if backend is None:
-            _init_worker(cfg.backend, device)
+            _init_worker(cfg.backend, device, backend_options(cfg))
         results = map(_work, tasks)
         pool = None
     else:
-        pool = mp.get_context("spawn").Pool(workers, _init_worker, (cfg.backend, device))
+        pool = mp.get_context("spawn").Pool(workers, _init_worker, (cfg.backend, device, backend_options(cfg)))
         results = pool.imap_unordered(_work, tasks)
     try:
         for name, err, n, n_found in results:
@@ -187,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if cfg.backend == "fan" and importlib.util.find_spec("face_alignment") is None:
             get_backend("fan")  # raises the one-line 'pip install face-alignment' error
+        if cfg.backend == "3ddfa_v2":  # a missing weights file: one error line, before any worker starts
+            get_backend("3ddfa_v2", **backend_options(cfg))
         report = run(cfg, info)
         return dist.finish_report(report, info)
     finally:

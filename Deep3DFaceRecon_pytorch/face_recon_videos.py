@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -93,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "original's behaviour) instead of failing; for scoring generated videos")
     p.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
     p.add_argument("--threads", type=int, default=ReconConfig.threads,
-                   help="torch CPU threads per process (0: cores / processes)")
+                   help="torch CPU threads per process (0: $OMP_NUM_THREADS when set, else the CPUs this process may "
+                        "use divided by the local torchrun processes)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -229,9 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if cfg.batch_size == 0:
             cfg.batch_size = AUTO_BATCH.get(info.device.type, 1)
-        if info.device.type == "cpu":
-            world = int(os.environ.get("LOCAL_WORLD_SIZE", info.world_size))
-            torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // max(world, 1)))
+        dist.configure_threads(cfg.threads)
         # Load the checkpoint up front on every rank: a bad file fails all ranks alike, at once.
         net = load_model(cfg.checkpoint, info.device)
         report = run(cfg, info, net)

@@ -80,7 +80,7 @@ def main() -> None:
     torch.set_flush_denormal(True)  # as the CLI does
     device = torch.device(a.device)
 
-    from common.weights import make_smoke_checkpoint
+    from common.smoke_weights import make_smoke_checkpoint
     from PIRender.data.vox_lmdb import VoxLMDB, image_to_tensor_array
     from PIRender.engine.checkpoint import load_generator
     from PIRender.engine.render import driving_windows

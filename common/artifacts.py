@@ -8,6 +8,11 @@
 - ``audio_feats_mean_std.bin``: {'mean', 'std'} float64 tensors (D,);
   ``video_feats_mean_std.bin``: {'angle.exp.trans': {'mean','std'}, 'id.gamma.tex': {...}}
   float32 tensors.
+- a vico training checkpoint records the absolute features folder it was trained on
+  (``CHECKPOINT_FEATURES_KEY``), so that generation finds the same mean/std files.
+
+The folder and file names of a features folder are the constants and ``*_path`` helpers below:
+no stage spells them out itself.
 """
 from __future__ import annotations
 
@@ -23,9 +28,14 @@ import torch
 from common.coeffs import DYN_KEY, FIXED_KEY, RECON, TRANSFORM_PARAMS, VICO_DYN, VICO_FIXED
 from common.io import UserError, atomic_path, read_json, write_json_atomic
 
-FEATURE_SET_FILE = "feature_set.json"
+AUDIO_FEATS_DIR = "audio_feats"          # FEATURES/audio_feats/<uuid>.npy
+VIDEO_FEATS_DIR = "video_feats"          # FEATURES/video_feats/<uuid>.<role>.bin
+FEATURE_SET_FILE = "feature_set.json"    # FEATURES/audio_feats/feature_set.json
 AUDIO_STATS_FILE = "audio_feats_mean_std.bin"
 VIDEO_STATS_FILE = "video_feats_mean_std.bin"
+STATS_FILES = (AUDIO_STATS_FILE, VIDEO_STATS_FILE)
+CHECKPOINT_FEATURES_KEY = "features"     # vico checkpoints: absolute features folder of the training
+LATEST = "latest"                        # vico checkpoints folder: text file naming the newest checkpoint
 
 # numpy pickling globals needed to load torch.save'd numpy arrays with weights_only=True
 _NUMPY_SAFE = [np._core.multiarray._reconstruct, np.ndarray, np.dtype,
@@ -166,3 +176,103 @@ def save_video_stats(path: str | os.PathLike, stats: dict[str, tuple[np.ndarray,
         torch.save({k: {"mean": torch.from_numpy(np.asarray(m, np.float32)),
                         "std": torch.from_numpy(np.asarray(s, np.float32))}
                     for k, (m, s) in stats.items()}, tmp)
+
+
+# ---------------------------------------------------------------------------------------------
+# The features folder: names, the mean/std readers, the folder a vico checkpoint was trained on
+# ---------------------------------------------------------------------------------------------
+
+def audio_feats_path(features: str | os.PathLike, uuid: str) -> Path:
+    return Path(features) / AUDIO_FEATS_DIR / f"{uuid}.npy"
+
+
+def video_feats_path(features: str | os.PathLike, name: str) -> Path:
+    """``name`` is a clip name ``<uuid>.<role>`` (common.dataset.clip_name)."""
+    return Path(features) / VIDEO_FEATS_DIR / f"{name}.bin"
+
+
+def feature_set_path(features: str | os.PathLike) -> Path:
+    return Path(features) / AUDIO_FEATS_DIR / FEATURE_SET_FILE
+
+
+def has_stats(features: str | os.PathLike) -> bool:
+    """Whether both mean/std files are in ``features``."""
+    return all((Path(features) / f).is_file() for f in STATS_FILES)
+
+
+def as_float64(x: Any, path: Path, what: str) -> np.ndarray:
+    """A tensor or array-like read from ``path`` as a float64 array; UserError when not numeric."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    try:
+        return np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise UserError(f"{path}: {what} is not a numeric array") from None
+
+
+def _mean_std(d: Any, path: Path, where: str) -> tuple[np.ndarray, np.ndarray]:
+    if not isinstance(d, dict) or "mean" not in d or "std" not in d:
+        raise UserError(f"{path}: not a mean/std file (expected {where}{{'mean', 'std'}})")
+    mean, std = as_float64(d["mean"], path, "mean"), as_float64(d["std"], path, "std")
+    if mean.ndim != 1 or mean.shape != std.shape:
+        raise UserError(f"{path}: mean {mean.shape} and std {std.shape} must be vectors of one length")
+    return mean, std
+
+
+def load_audio_stats(path: str | os.PathLike, dim: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) float64 (D,) of ``audio_feats_mean_std.bin``; ``dim`` checks D."""
+    p = Path(path)
+    mean, std = _mean_std(load_torch_file(p), p, "")
+    if dim is not None and mean.shape != (dim,):
+        raise UserError(f"{p}: statistics have shape {mean.shape}, expected ({dim},)")
+    return mean, std
+
+
+def load_video_stats(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{'angle.exp.trans': (mean, std) (73,), 'id.gamma.tex': (mean, std) (187,)} float64 of
+    ``video_feats_mean_std.bin``."""
+    p = Path(path)
+    d = load_torch_file(p)
+    if not isinstance(d, dict) or DYN_KEY not in d:
+        raise UserError(f"{p}: not a mean/std file (expected {{'{DYN_KEY}': {{'mean', 'std'}}, ...}})")
+    out = {}
+    for key, layout in ((DYN_KEY, VICO_DYN), (FIXED_KEY, VICO_FIXED)):
+        if key not in d:
+            continue
+        mean, std = _mean_std(d[key], p, f"'{key}': ")
+        if mean.shape != (layout.dim,):
+            raise UserError(f"{p}: statistics have shape {mean.shape}, expected ({layout.dim},)")
+        out[key] = (mean, std)
+    return out
+
+
+def checkpoint_file(path: str | os.PathLike) -> Path:
+    """The checkpoint file behind a vico checkpoint path: the file itself, its ``latest`` pointer,
+    or a run / checkpoints folder (its ``latest``)."""
+    p = Path(path)
+    if p.is_dir():
+        ptr = p / LATEST if (p / LATEST).is_file() else p / "checkpoints" / LATEST
+        if not ptr.is_file():
+            raise UserError(f"{p}: no '{LATEST}' checkpoint pointer in this folder")
+        p = ptr
+    if p.name == LATEST and p.is_file() and p.stat().st_size < 4096:
+        target = p.parent / p.read_text().strip()
+        if not target.is_file():
+            raise UserError(f"{p}: points to {target.name}, which does not exist")
+        return target
+    if not p.is_file():
+        raise UserError(f"{p}: checkpoint not found")
+    return p
+
+
+def checkpoint_features(path: str | os.PathLike) -> Path | None:
+    """The absolute features folder a vico checkpoint records (vico.train writes it); None for a
+    checkpoint written before it was recorded, or an original ``Epoch_NNN.bin``."""
+    p = checkpoint_file(path)
+    try:
+        # vico checkpoints hold numpy/python RNG states: not loadable with weights_only.
+        ck = torch.load(p, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is one line
+        raise UserError(f"{p}: not a readable checkpoint ({type(e).__name__})") from None
+    rec = ck.get(CHECKPOINT_FEATURES_KEY) if isinstance(ck, dict) else None
+    return Path(rec) if isinstance(rec, str) and rec else None

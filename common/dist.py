@@ -59,8 +59,41 @@ def pick_device(device: str | None = None, local_rank: int = 0) -> torch.device:
     return dev
 
 
+def thread_count() -> int:
+    """Torch CPU threads for this process: ``$OMP_NUM_THREADS`` when set, else the CPUs this
+    process may run on (``os.sched_getaffinity``, which honours taskset, cgroups cpusets and
+    container limits) divided among the local torchrun processes (``$LOCAL_WORLD_SIZE``); >= 1."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env:
+        first = env.split(",", 1)[0].strip()  # OpenMP also allows a nested list "4,2"
+        if not first.isdigit() or int(first) < 1:
+            raise UserError(f"OMP_NUM_THREADS={env}: not a positive number of threads")
+        return int(first)
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cpus = os.cpu_count() or 1
+    local = os.environ.get("LOCAL_WORLD_SIZE", "1").strip()
+    local_n = int(local) if local.isdigit() and int(local) > 0 else 1
+    return max(1, cpus // local_n)
+
+
+def configure_threads(explicit: int | None = None) -> int:
+    """Set torch's CPU threads to ``explicit`` (a --threads flag; None or 0: :func:`thread_count`)
+    and return the number set."""
+    if explicit is not None and explicit < 0:
+        raise UserError(f"--threads must be >= 0 (0: automatic), got {explicit}")
+    n = explicit or thread_count()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    log.debug("torch CPU threads: %d", n)
+    return n
+
+
 def init_dist(device: str | None = None, timeout_s: int = 1800) -> DistInfo:
-    """Read the torchrun environment and join the process group (idempotent)."""
+    """Read the torchrun environment, set torch's CPU threads (:func:`configure_threads`) and
+    join the process group (idempotent)."""
+    configure_threads()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

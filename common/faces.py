@@ -6,6 +6,8 @@ Backends:
   same as FAN's.
 - ``fan`` (optional): the original baseline's face_alignment FAN 2D (``pip install
   face-alignment``; it downloads its weights on first use).
+- ``3ddfa_v2``: cleardusk/3DDFA_V2 (FaceBoxes or dlib boxes, MobileNet 62 parameters, BFM
+  keypoints), the 2023 challenge's landmarks; see :mod:`common.tddfa.backend`.
 
 Landmarks are float32 (68, 2) pixel coordinates, x then y, y pointing down.
 """
@@ -61,12 +63,15 @@ class DlibBackend:
 
     name = "dlib"
 
-    def __init__(self, upsample: int = 1, predictor_path: str | Path | None = None, _predictor=None):
+    def __init__(self, upsample: int = 1, predictor_path: str | Path | None = None, _predictor=None,
+                 landmarks: bool = True):
         import dlib
 
         self.upsample = upsample
         self._detector = dlib.get_frontal_face_detector()
-        self._predictor = _predictor or dlib.shape_predictor(str(predictor_path or dlib_predictor_path()))
+        # landmarks=False: a detector only (skips loading the 68-point model, about 0.3-2 s)
+        self._predictor = _predictor or (dlib.shape_predictor(str(predictor_path or dlib_predictor_path()))
+                                         if landmarks else None)
         self._rect = dlib.rectangle
 
     def for_thread(self) -> "DlibBackend":
@@ -134,15 +139,19 @@ def _check_frame(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frame)
 
 
-BACKENDS = ("dlib", "fan")
+BACKENDS = ("dlib", "fan", "3ddfa_v2")
 
 
-def get_backend(name: str = "dlib", device: str = "cpu") -> FaceBackend:
-    """A landmark backend by name."""
+def get_backend(name: str = "dlib", device: str = "cpu", **options) -> FaceBackend:
+    """A landmark backend by name; ``options`` go to the 3ddfa_v2 backend (arch, boxes, weights_dir)."""
     if name == "dlib":
         return DlibBackend()
     if name == "fan":
         return FanBackend(device=device)
+    if name == "3ddfa_v2":
+        from common.tddfa.backend import TddfaBackend
+
+        return TddfaBackend(device=device, **options)
     raise UserError(f"unknown landmark backend {name!r} (choose from {', '.join(BACKENDS)})")
 
 

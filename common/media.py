@@ -16,7 +16,6 @@ from typing import Iterable, Iterator
 import av
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from common.io import UserError, atomic_path
 
@@ -101,6 +100,33 @@ def iter_frames(path: str | os.PathLike, batch_size: int = 1) -> Iterator[np.nda
             raise MediaError(f"{path}: decoding failed after {n} frames ({_reason(e)})") from None
     if buf:
         yield np.stack(buf)
+    if n == 0:
+        raise MediaError(f"{path}: no decodable video frames")
+
+
+def iter_timed_frames(path: str | os.PathLike) -> Iterator[tuple[float, np.ndarray]]:
+    """Decode a video as (presentation time in seconds, RGB uint8 (H, W, 3) frame), streaming.
+
+    Times come from each frame's pts (variable frame rate kept); a frame without a pts gets the
+    previous time plus one nominal frame interval. Frames are turned upright as the file's
+    rotation metadata (phone videos) says. MediaError as ``iter_frames``.
+    """
+    n = 0
+    t = None
+    with _open(path) as c:
+        s = _video_stream(c, path)
+        s.thread_type = "AUTO"
+        step = 1.0 / float(s.average_rate or s.guessed_rate or FPS)
+        try:
+            for frame in c.decode(s):
+                t = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base \
+                    else (0.0 if t is None else t + step)
+                n += 1
+                img = frame.to_ndarray(format="rgb24")
+                turns = int(round((frame.rotation or 0) / 90)) % 4  # display matrix, counter-clockwise
+                yield t, (np.ascontiguousarray(np.rot90(img, turns)) if turns else img)
+        except av.error.FFmpegError as e:
+            raise MediaError(f"{path}: decoding failed after {n} frames ({_reason(e)})") from None
     if n == 0:
         raise MediaError(f"{path}: no decodable video frames")
 
@@ -312,6 +338,8 @@ def load_audio(path: str | os.PathLike, sr: int | None = None) -> tuple[np.ndarr
 
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     """Polyphase resampling (scipy.signal.resample_poly) between integer rates."""
+    from scipy.signal import resample_poly  # imported on use: scipy.signal takes seconds to import
+
     g = math.gcd(int(sr_in), int(sr_out))
     return resample_poly(x, sr_out // g, sr_in // g)
 

@@ -1,22 +1,26 @@
-"""Pretrained weight files: registry, loading, and the deterministic fill rule.
+"""Pretrained weight files: the registry, one resolver, strict loading, and the CLI.
 
-Three things live here:
+* ``REGISTRY``: one :class:`WeightSpec` per file the pipeline uses (what it is, where users
+  obtain it, how ``fetch`` downloads it and under which terms, its default place under the
+  weights directory, the CLI flag that points to it, and the checkpoint layout: which dict key
+  holds the weights, which key prefix to strip, which manifest lists its keys). Adding a file
+  means appending one entry.
+* :func:`resolve_weights` is the one place that finds a file: explicit path > ``root`` folder >
+  ``$VICO_WEIGHTS_DIR`` > ``<repo>/weights``; a missing file gives one line naming the file,
+  the flag and ``python -m common.weights fetch NAME``.
+* Loading: :func:`load_checkpoint`, :func:`load_state_dict_strict`, :func:`check_manifest`
+  report a wrong file or a key/shape mismatch in one line (``common.io.UserError``).
 
-* ``REGISTRY``: one :class:`WeightSpec` per released file the pipeline uses (what it is,
-  where users obtain it, its default place under the weights directory, the CLI flag that
-  points to it, and the checkpoint layout: which dict key holds the weights, which key
-  prefix to strip, which manifest lists its keys).
-* Loading: :func:`resolve_weights`, :func:`load_checkpoint`, :func:`load_state_dict_strict`
-  and :func:`check_manifest` report a missing file, a wrong file, or a key/shape mismatch in
-  one line (``common.io.UserError``).
-* The fill rule of ``tests/golden/README.md``: :func:`fill_tensor` / :func:`fill_state_dict`
-  give the deterministic synthetic weights used by the parity data, and
-  :func:`make_smoke_checkpoint` writes them in a released file's exact layout for smoke tests.
+Smoke-test stand-ins (the fill rule) live in :mod:`common.smoke_weights`; downloading and
+verifying released files in :mod:`common.weights_fetch`.
 
 Command line::
 
     python -m common.weights list
+    python -m common.weights fetch --all --accept_terms
+    python -m common.weights verify
     python -m common.weights make-smoke --all --dir weights/
+    python -m common.weights table
 """
 
 from __future__ import annotations
@@ -24,149 +28,24 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import re
-import zlib
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
-import numpy as np
 import torch
 
 from common import cli
-from common.io import UserError, atomic_path, run_cli, setup_logging, write_json_atomic
+from common.io import UserError, run_cli, setup_logging
 
 logger = logging.getLogger("common.weights")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MANIFEST_DIR = Path(__file__).resolve().parent / "manifests"
 WEIGHTS_DIR_ENV = "VICO_WEIGHTS_DIR"
-
-# --------------------------------------------------------------------------------------------
-# Fill rule
-# --------------------------------------------------------------------------------------------
-
-FILL_KINDS = (
-    "weight",
-    "convT_weight",
-    "norm_weight",
-    "small",
-    "running_mean",
-    "running_var",
-    "zero_int64",
-    "prelu",
-)
-
-
-@dataclass(frozen=True)
-class FillRules:
-    """Per-network module classes needed by the fill rule (regexes on module prefixes).
-
-    ``norm``: modules that are BatchNorm/LayerNorm/InstanceNorm/GroupNorm (incl. LayerNorm2d);
-    ``prelu``: PReLU modules; ``conv_transpose``: ConvTranspose modules (weight is in, out, k...);
-    ``post_scale``: (regex on the full key, factor) applied after the base rule.
-    All regexes are matched with ``re.fullmatch``.
-    """
-
-    norm: tuple[str, ...] = ()
-    prelu: tuple[str, ...] = ()
-    conv_transpose: tuple[str, ...] = ()
-    post_scale: tuple[tuple[str, float], ...] = ()
-
-
-_LAYER = r"layer\d+\.\d+"
-FILL_RULES: dict[str, FillRules] = {
-    "deep3dfacerecon_reconnet_resnet50": FillRules(
-        norm=(r"backbone\.bn1", rf"backbone\.{_LAYER}\.bn[123]", r"backbone\.layer\d+\.0\.downsample\.1"),
-    ),
-    "pirender_face_generator": FillRules(
-        norm=(
-            r"warpping_net\.flow_out\.0",
-            r"editing_net\.encoder\.(first|down\d+)\.model\.1",
-            r"editing_net\.decoder\.(up|jump)\d+\.model\.1",
-        ),
-        conv_transpose=(r"warpping_net\.hourglass\.decoder\.decoder\d+\.conv_(1|s)",),
-    ),
-    "arcface_iresnet100": FillRules(
-        norm=(r"bn1", r"bn2", r"features", rf"{_LAYER}\.bn[123]", r"layer\d+\.0\.downsample\.1"),
-        prelu=(r"prelu", rf"{_LAYER}\.prelu"),
-        post_scale=((rf"{_LAYER}\.bn3\.weight", 0.1),),
-    ),
-    "syncnet_s": FillRules(
-        norm=(r"netcnn(aud|lip)\.(1|5|9|12|15|19)", r"netfc(aud|lip)\.1"),
-    ),
-    "fid_inception_v3": FillRules(norm=(r".*\.bn",)),
-    "vico_listener_generator": FillRules(norm=(r"fusion\.layernorm_(init|driven)",)),
-    "vico_speaker_generator": FillRules(norm=(r"audio_to_face\.layernorm",)),
-    "vgg19": FillRules(),
-}
-
-
-def _matches(patterns: Iterable[str], text: str) -> bool:
-    return any(re.fullmatch(p, text) for p in patterns)
-
-
-def fill_kind(key: str, shape: tuple[int, ...], rules: FillRules) -> tuple[str, int | None, float | None]:
-    """Return (kind, fan_in, post_scale) of one state-dict entry under the fill rule."""
-    module, _, param = key.rpartition(".")
-    shape = tuple(int(s) for s in shape)
-    post = next((f for p, f in rules.post_scale if re.fullmatch(p, key)), None)
-    if key.endswith("num_batches_tracked"):
-        return "zero_int64", None, post
-    if key.endswith("running_var"):
-        return "running_var", None, post
-    if key.endswith("running_mean"):
-        return "running_mean", None, post
-    if module and _matches(rules.norm, module):
-        if param == "weight":
-            return "norm_weight", None, post
-        if param == "bias":
-            return "small", None, post
-    if module and param == "weight" and _matches(rules.prelu, module):
-        return "prelu", None, post
-    if module and param == "weight" and _matches(rules.conv_transpose, module) and len(shape) >= 2:
-        return "convT_weight", shape[0] * math.prod(shape[2:]), post
-    if len(shape) >= 2:
-        return "weight", math.prod(shape[1:]), post
-    return "small", None, post
-
-
-def fill_tensor(key: str, shape: Iterable[int], kind: str, post_scale: float | None = None,
-                fan_in: int | None = None) -> np.ndarray:
-    """Deterministic fill-rule value of one entry (float32, or int64 for ``zero_int64``).
-
-    ``seed = crc32(key)``; ``v = default_rng(seed).standard_normal(shape)`` (always drawn);
-    then the kind's formula in float64, the optional post-scale, and one float32 cast.
-    ``fan_in`` defaults to the one derived from ``shape`` for weight kinds.
-    """
-    shape = tuple(int(s) for s in shape)
-    if kind not in FILL_KINDS:
-        raise ValueError(f"unknown fill kind {kind!r} for {key}")
-    rng = np.random.default_rng(zlib.crc32(key.encode("utf-8")))
-    v = np.asarray(rng.standard_normal(shape), dtype=np.float64)
-    if kind == "zero_int64":
-        return np.zeros(shape, dtype=np.int64)
-    if kind == "running_var":
-        val = 1.0 + 0.1 * np.abs(v)
-    elif kind == "running_mean":
-        val = 0.1 * v
-    elif kind == "norm_weight":
-        val = 1.0 + 0.1 * v
-    elif kind == "prelu":
-        val = 0.25 + 0.01 * v
-    elif kind == "small":
-        val = v * 0.02
-    else:  # weight / convT_weight
-        if fan_in is None:
-            fan_in = shape[0] * math.prod(shape[2:]) if kind == "convT_weight" else math.prod(shape[1:])
-        g = 1.0 / math.sqrt(fan_in)
-        val = v * g
-    if post_scale is not None:
-        val = post_scale * val
-    return val.astype(np.float32)
 
 
 @lru_cache(maxsize=None)
@@ -185,29 +64,36 @@ def manifest_shapes(network: str) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v) for k, v in load_manifest(network)["state_dict_shapes"].items()}
 
 
-def fill_plan(network: str) -> dict[str, tuple[str, int | None, float | None]]:
-    """key -> (kind, fan_in, post_scale) for every manifest entry, in manifest order."""
-    if network not in FILL_RULES:
-        raise KeyError(f"no fill rules for network {network!r} (known: {', '.join(FILL_RULES)})")
-    rules = FILL_RULES[network]
-    return {k: fill_kind(k, s, rules) for k, s in manifest_shapes(network).items()}
-
-
-def fill_state_dict(network: str) -> dict[str, torch.Tensor]:
-    """Fill-rule state dict of ``network`` (keys in manifest order; float32, int64 counters).
-
-    Example: ``model.load_state_dict(fill_state_dict('vico_speaker_generator'))``.
-    """
-    shapes = manifest_shapes(network)
-    out: dict[str, torch.Tensor] = {}
-    for key, (kind, fan_in, post) in fill_plan(network).items():
-        out[key] = torch.from_numpy(fill_tensor(key, shapes[key], kind, post, fan_in))
-    return out
-
-
 # --------------------------------------------------------------------------------------------
 # Registry
 # --------------------------------------------------------------------------------------------
+
+
+FETCH_KINDS = ("https", "gdrive_file", "gdrive_folder", "onedrive")
+
+
+@dataclass(frozen=True)
+class FetchSource:
+    """Where ``python -m common.weights fetch`` downloads a released file from.
+
+    ``kind``: ``https`` (``ref`` is the full URL), ``gdrive_file`` (``ref`` is the Google Drive
+    file id), ``gdrive_folder`` (the folder id) or ``onedrive`` (``ref`` is the share URL).
+    ``member``: the file's path inside the zip archive (``archive='zip'``), the folder or the
+    share; ``None`` when the download is the file itself.
+    ``terms``: the licence or terms of use as the publisher states them (shown before fetching).
+    ``page``: the page a user opens to get the file by hand.
+    """
+
+    kind: str
+    ref: str
+    page: str
+    terms: str
+    member: str | None = None
+    archive: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in FETCH_KINDS:
+            raise ValueError(f"unknown fetch kind {self.kind!r} (known: {', '.join(FETCH_KINDS)})")
 
 
 @dataclass(frozen=True)
@@ -219,21 +105,40 @@ class WeightSpec:
     ``state_key``: the checkpoint dict key that holds the weights (``None``: a plain state dict).
     ``strip_prefix``: removed from the start of every key that has it (e.g. ``'module.'``).
     ``keep_prefix``: only keys starting with it are kept (e.g. VGG19 ``'features.'``).
-    ``manifest``: ``common/manifests/<manifest>.json`` lists the loaded keys and shapes.
+    ``manifest``: ``common/manifests/<manifest>.json`` lists the loaded keys and shapes (and the
+    ``fill_rule`` used for smoke-test stand-ins).
+    ``container``: the released file's top-level dict as a template, for smoke-test stand-ins
+    (:mod:`common.smoke_weights`): ``"$state_dict"`` is the state dict, ``"$state_dict:PREFIX"``
+    the state dict with PREFIX on every key, ``{"$optimizer": {...}}`` an optimizer state_dict
+    with those hyper-parameters and no state; other values are written as given. ``None``: the
+    file is the state dict itself (with ``strip_prefix`` on every key).
+    ``fetch``: where ``fetch`` downloads it (``None``: not downloadable, e.g. your own training).
+    ``source``: where users get it by hand, for messages; defaults to ``fetch.page``.
+    ``sha256``: the known sha256 (hex, full or a prefix); torch.hub-style names
+    (``name-<hex>.ext``) carry their own prefix (see :func:`known_sha256`).
     """
 
     name: str
     filename: str
     default_path: str | None
     description: str
-    source: str
     flag: str
+    source: str = ""
     state_key: str | None = None
     strip_prefix: str | None = None
     manifest: str | None = None
     keep_prefix: str | None = None
     used_by: str = ""
     note: str = ""
+    container: Mapping[str, Any] | None = field(default=None, hash=False, compare=False)
+    fetch: FetchSource | None = None
+    sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.source:
+            if self.fetch is None:
+                raise ValueError(f"{self.name}: give source= or fetch=")
+            object.__setattr__(self, "source", self.fetch.page)
 
     @property
     def external(self) -> bool:
@@ -254,64 +159,99 @@ REGISTRY: dict[str, WeightSpec] = {
             filename="epoch_20.pth",
             default_path="face_recon_feat0.2_augment/epoch_20.pth",
             description="Deep3DFaceRecon ResNet-50 3DMM coefficient regressor",
-            source=("the Deep3DFaceRecon_pytorch README (sicxu/Deep3DFaceRecon_pytorch, 'Prepare "
-                    "prerequisite models': Google Drive folder, face_recon_feat0.2_augment/epoch_20.pth)"),
             flag="--checkpoint",
             state_key="net_recon",
             manifest="deep3dfacerecon_reconnet_resnet50",
             used_by="Deep3DFaceRecon_pytorch.face_recon_videos",
             note="dict with net_recon (used), opt_00, sched_00; keys have no prefix",
+            container={"net_recon": "$state_dict",
+                       "opt_00": {"$optimizer": dict(lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
+                                                     amsgrad=False)},
+                       "sched_00": {"last_epoch": 20, "_step_count": 21}},
+            fetch=FetchSource(
+                kind="gdrive_folder", ref="1liaIxn9smpudjjqMaWWRpP0mXRW_qRPP", member="epoch_20.pth",
+                page=("https://drive.google.com/drive/folders/1liaIxn9smpudjjqMaWWRpP0mXRW_qRPP (the "
+                      "Deep3DFaceRecon_pytorch README, 'Prepare prerequisite models')"),
+                terms=("Deep3DFaceRecon_pytorch is MIT-licensed (Sicheng Xu); its README asks you to cite "
+                       "Deng et al., CVPRW 2019. The model was trained on CelebA, LFW, 300W-LP, IJB-A, "
+                       "LS3D-W and FFHQ, whose terms limit use to non-commercial research.")),
         ),
         WeightSpec(
             name="pirender_face_generator",
             filename="epoch_00190_iteration_000400000_checkpoint.pt",
             default_path="pirender/face/epoch_00190_iteration_000400000_checkpoint.pt",
             description="PIRender face generator (renders 3DMM coefficients to video)",
-            source=("the PIRender README (RenYurui/PIRender, 'Inference': scripts/download_weights.sh "
-                    "or the Google Drive / Baidu link there; face.zip unzips to face/)"),
             flag="--checkpoint",
             state_key="net_G_ema",
             strip_prefix="module.",
             manifest="pirender_face_generator",
             used_by="PIRender.inference",
             note=("dict with net_G, net_G_ema (used), opt_G, sch_G, current_epoch, current_iteration"),
+            # net_G is saved from the DDP-wrapped trainer network, net_G_ema from the bare one.
+            container={"net_G": "$state_dict:module.", "net_G_ema": "$state_dict",
+                       "opt_G": {"$optimizer": dict(lr=1e-4, betas=(0.5, 0.999), eps=1e-8, weight_decay=0,
+                                                    amsgrad=False, initial_lr=1e-4)},
+                       "sch_G": {"step_size": 300000, "gamma": 0.2, "base_lrs": [1e-4], "last_epoch": 0,
+                                 "_step_count": 1},
+                       "current_epoch": 0, "current_iteration": 0},
+            fetch=FetchSource(
+                kind="gdrive_file", ref="1-0xOf6g58OmtKtEWJlU3VlnfRqPN9Uq7", archive="zip",
+                member="face/epoch_00190_iteration_000400000_checkpoint.pt",
+                page=("https://drive.google.com/uc?id=1-0xOf6g58OmtKtEWJlU3VlnfRqPN9Uq7 (face.zip, from "
+                      "RenYurui/PIRender scripts/download_weights.sh; unzip it, the file is in face/)"),
+                terms=("PIRender (RenYurui/PIRender) states no licence for its code or weights; its README "
+                       "asks you to cite Ren et al., ICCV 2021. Trained on VoxCeleb: research use only.")),
         ),
         WeightSpec(
             name="arcface_iresnet100",
             filename="backbone.pth",
             default_path="ms1mv3_arcface_r100_fp16/backbone.pth",
             description="ArcFace iresnet100 identity embedder for CSIM",
-            source=("the insightface arcface_torch model zoo (deepinsight/insightface, "
-                    "recognition/arcface_torch, ms1mv3_arcface_r100_fp16; OneDrive link in the ViCo "
-                    "baseline README 'Identity Preserving')"),
             flag="--arcface_weights",
             manifest="arcface_iresnet100",
             used_by="evaluation.evaluate (csim)",
             note="plain state_dict, no prefix",
+            fetch=FetchSource(
+                kind="onedrive", ref="https://1drv.ms/u/s!AswpsDO2toNKq0lWY69vN58GR6mw?e=p9Ov5d",
+                member="ms1mv3_arcface_r100_fp16/backbone.pth",
+                page=("https://1drv.ms/u/s!AswpsDO2toNKq0lWY69vN58GR6mw?e=p9Ov5d (the arcface_torch model "
+                      "zoo of deepinsight/insightface, folder ms1mv3_arcface_r100_fp16)"),
+                terms=("insightface arcface_torch model zoo: \"The models are available for non-commercial "
+                       "research purposes only.\" Trained on MS1MV3.")),
         ),
         WeightSpec(
             name="syncnet_s",
             filename="syncnet_v2.model",
             default_path="syncnet_v2.model",
             description="SyncNet audio-visual sync network for LSE-D/LSE-C",
-            source=("joonson/syncnet_python (download_model.sh: "
-                    "http://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model)"),
             flag="--syncnet_weights",
             manifest="syncnet_s",
             used_by="evaluation.evaluate (lipsync)",
             note="plain state_dict, no prefix; num_batches_tracked may be absent",
+            fetch=FetchSource(
+                kind="https", ref="https://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model",
+                page=("https://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model "
+                      "(joonson/syncnet_python download_model.sh)"),
+                terms=("joonson/syncnet_python is MIT-licensed (Joon Son Chung); the model is served by the "
+                       "Visual Geometry Group, University of Oxford. Cite Chung & Zisserman, ACCV 2016 workshops.")),
         ),
         WeightSpec(
             name="fid_inception_v3",
             filename="pt_inception-2015-12-05-6726825d.pth",
             default_path="pt_inception-2015-12-05-6726825d.pth",
             description="FID Inception-v3 (pytorch-fid port of the TF 2015-12-05 graph)",
-            source=("the pytorch-fid release (https://github.com/mseitzer/pytorch-fid/releases/download/"
-                    "fid_weights/pt_inception-2015-12-05-6726825d.pth)"),
             flag="--inception_weights",
             manifest="fid_inception_v3",
             used_by="evaluation.evaluate (fid)",
             note="plain Inception3 state_dict (before the InceptionV3 wrapper), no prefix",
+            fetch=FetchSource(
+                kind="https",
+                ref=("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+                     "pt_inception-2015-12-05-6726825d.pth"),
+                page=("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+                      "pt_inception-2015-12-05-6726825d.pth (the pytorch-fid release)"),
+                terms=("pytorch-fid is Apache-2.0 (Maximilian Seitzer); the weights are a port of the "
+                       "TensorFlow Inception 2015-12-05 graph (Apache-2.0), trained on ImageNet.")),
         ),
         WeightSpec(
             name="vico_listener_generator",
@@ -344,12 +284,17 @@ REGISTRY: dict[str, WeightSpec] = {
             filename="vgg19-dcbb9e9d.pth",
             default_path="vgg19-dcbb9e9d.pth",
             description="ImageNet VGG19 for the PIRender training perceptual loss",
-            source=("torchvision's model weights (https://download.pytorch.org/models/vgg19-dcbb9e9d.pth)"),
             flag="--vgg_weights",
             keep_prefix="features.",
             manifest="vgg19",
             used_by="PIRender.train",
             note="plain torchvision VGG19 state_dict; only features.* is used",
+            fetch=FetchSource(
+                kind="https", ref="https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
+                page="https://download.pytorch.org/models/vgg19-dcbb9e9d.pth (torchvision's VGG19 ImageNet weights)",
+                terms=("torchvision (BSD-3-Clause) ImageNet weights; torchvision notes that pre-trained "
+                       "weights may carry terms of the data they were trained on (ImageNet: non-commercial "
+                       "research).")),
         ),
         WeightSpec(
             name="fan_2d",
@@ -366,6 +311,11 @@ REGISTRY: dict[str, WeightSpec] = {
 }
 
 
+from common.tddfa.specs import TDDFA_SPECS  # noqa: E402 - 3DDFA_V2 entries (plain data, no cycle)
+
+REGISTRY.update((d["name"], WeightSpec(**{**d, "fetch": FetchSource(**d["fetch"])})) for d in TDDFA_SPECS)
+
+
 def weights_dir() -> Path:
     """The weights directory: ``$VICO_WEIGHTS_DIR`` if set, else ``<repo>/weights``."""
     env = os.environ.get(WEIGHTS_DIR_ENV)
@@ -380,32 +330,89 @@ def get_spec(name: str) -> WeightSpec:
         raise UserError(f"unknown weights name {name!r} (known: {', '.join(REGISTRY)})") from None
 
 
-def missing_message(spec: WeightSpec, path: str | os.PathLike) -> str:
+def fetch_hint(spec: WeightSpec) -> str:
+    """The command that downloads ``spec`` ('' when it cannot be downloaded)."""
+    return f"python -m common.weights fetch {spec.name}" if spec.fetch is not None else ""
+
+
+def missing_message(spec: WeightSpec, path: str | os.PathLike, flag: str | None = None) -> str:
     """The one-line 'missing weights file' message for ``spec`` at ``path``."""
-    return (f"missing weights file {path} ({spec.description}): obtain {spec.filename} from "
-            f"{spec.source} and put it there, or pass {spec.flag} PATH")
+    hint = fetch_hint(spec)
+    run = f"run {hint}, or " if hint else ""
+    return (f"missing weights file {path} ({spec.description}): {run}obtain {spec.filename} from "
+            f"{spec.source} and put it there, or pass {flag or spec.flag} PATH")
 
 
-def resolve_weights(name: str, path: str | os.PathLike | None = None) -> Path:
-    """Path of the weights file ``name``: ``path`` if given, else its default place.
+def resolve_weights(name: str, explicit: str | os.PathLike | None = None,
+                    root: str | os.PathLike | None = None, flag: str | None = None) -> Path:
+    """Path of the weights file ``name``; the one resolver every stage uses.
 
-    A directory ``path`` is accepted when it holds the registry file name. Raises
-    ``UserError`` (one line: the file, what it is, where to get it, which flag) when missing.
+    Order: ``explicit`` (a file, or a folder holding the registry file name) > the default place
+    under ``root`` > under ``$VICO_WEIGHTS_DIR`` > under ``<repo>/weights``. Raises ``UserError``
+    (one line: the file, what it is, the fetch command, where to get it, and ``flag`` or the
+    registry's flag) when the file is missing.
     """
     spec = get_spec(name)
-    if path is None:
+    if explicit is None:
         if spec.external:
             raise UserError(f"{name} ({spec.description}) is not a file of ours: it comes from "
                             f"{spec.source}")
-        p = spec.default_file()
+        p = spec.default_file(Path(root).expanduser() if root is not None else None)
     else:
-        p = Path(path).expanduser()
+        p = Path(explicit).expanduser()
         if p.is_dir() and (p / spec.filename).is_file():
             p = p / spec.filename
     assert p is not None
     if not p.is_file():
-        raise UserError(missing_message(spec, p))
+        raise UserError(missing_message(spec, p, flag))
     return p
+
+
+_HUB_HASH = re.compile(r"-([a-f0-9]{8,64})\.")
+
+
+def known_sha256(spec: WeightSpec) -> str | None:
+    """The known sha256 of the released file (hex, maybe only a prefix), or None.
+
+    ``spec.sha256`` if set, else the torch.hub convention: a name ``<stem>-<hex>.<ext>`` carries
+    the first hex digits of the file's sha256 (e.g. ``vgg19-dcbb9e9d.pth``).
+    """
+    if spec.sha256:
+        return spec.sha256.lower()
+    m = _HUB_HASH.search(spec.filename)
+    return m.group(1) if m else None
+
+
+# --------------------------------------------------------------------------------------------
+# Smoke-test markers (written by common.smoke_weights)
+# --------------------------------------------------------------------------------------------
+
+SMOKE_SUFFIX = ".smoke.json"
+
+
+def smoke_sidecar(path: str | os.PathLike) -> Path:
+    """The sidecar ``<path>.smoke.json`` that marks a smoke-test weights file."""
+    return Path(str(path) + SMOKE_SUFFIX)
+
+
+def is_smoke(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a file :func:`common.smoke_weights.make_smoke_checkpoint` wrote: its
+    sidecar exists and still describes it. A real file copied over a smoke-test one (size or
+    mtime changed) is real."""
+    side = smoke_sidecar(path)
+    if not side.is_file():
+        return False
+    try:
+        made = json.loads(side.read_text()).get("file")
+    except (OSError, ValueError):
+        return True  # an unreadable sidecar still marks the file: never mistake fake weights for real
+    if not made:
+        return True
+    try:
+        st = Path(path).stat()
+    except FileNotFoundError:
+        return True
+    return (st.st_size, st.st_mtime_ns) == (made.get("bytes"), made.get("mtime_ns"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -544,105 +551,6 @@ def check_manifest(module: torch.nn.Module, network: str) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------
-# Smoke-test checkpoints
-# --------------------------------------------------------------------------------------------
-
-SMOKE_SUFFIX = ".smoke.json"
-
-
-def smoke_sidecar(path: str | os.PathLike) -> Path:
-    """The sidecar ``<path>.smoke.json`` that marks a smoke-test weights file."""
-    return Path(str(path) + SMOKE_SUFFIX)
-
-
-def is_smoke(path: str | os.PathLike) -> bool:
-    """True when ``path`` is the file :func:`make_smoke_checkpoint` wrote: its sidecar exists and
-    still describes it. A real file copied over a smoke-test one (size or mtime changed) is real."""
-    side = smoke_sidecar(path)
-    if not side.is_file():
-        return False
-    try:
-        made = json.loads(side.read_text()).get("file")
-    except (OSError, ValueError):
-        return True  # an unreadable sidecar still marks the file: never mistake fake weights for real
-    if not made:
-        return True
-    try:
-        st = Path(path).stat()
-    except FileNotFoundError:
-        return True
-    return (st.st_size, st.st_mtime_ns) == (made.get("bytes"), made.get("mtime_ns"))
-
-
-def _optimizer_placeholder(n_params: int, **hyper: Any) -> dict[str, Any]:
-    """An optimizer ``state_dict()`` as a freshly built optimizer would save it (no state)."""
-    return {"state": {}, "param_groups": [dict(hyper, params=list(range(n_params)))]}
-
-
-def smoke_payload(name: str) -> Any:
-    """The object a smoke-test file of ``name`` holds: fill-rule weights in the released layout."""
-    spec = get_spec(name)
-    if spec.manifest is None:
-        raise UserError(f"{name}: no manifest, so no smoke-test file can be made ({spec.note})")
-    sd = fill_state_dict(spec.manifest)
-    n = sum(1 for k in sd if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
-    if name == "deep3dfacerecon_reconnet_resnet50":
-        adam = dict(lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False)
-        return {"net_recon": sd, "opt_00": _optimizer_placeholder(n, **adam),
-                "sched_00": {"last_epoch": 20, "_step_count": 21}}
-    if name == "pirender_face_generator":
-        adam = dict(lr=1e-4, betas=(0.5, 0.999), eps=1e-8, weight_decay=0, amsgrad=False,
-                    initial_lr=1e-4)
-        return {
-            # net_G is saved from the DDP-wrapped trainer network, net_G_ema from the bare one.
-            "net_G": {"module." + k: v for k, v in sd.items()},
-            "net_G_ema": sd,
-            "opt_G": _optimizer_placeholder(n, **adam),
-            "sch_G": {"step_size": 300000, "gamma": 0.2, "base_lrs": [1e-4], "last_epoch": 0,
-                      "_step_count": 1},
-            "current_epoch": 0,
-            "current_iteration": 0,
-        }
-    if spec.strip_prefix:  # vico: the DDP module's state dict
-        return {spec.strip_prefix + k: v for k, v in sd.items()}
-    return sd
-
-
-def make_smoke_checkpoint(name: str, path: str | os.PathLike | None = None) -> Path:
-    """Write a smoke-test file of ``name`` (fill-rule weights, released layout) atomically.
-
-    ``path`` defaults to the registry's default place. A sidecar ``<path>.smoke.json`` marks it
-    as not real. Refuses (UserError) to overwrite a real weights file.
-    """
-    spec = get_spec(name)
-    p = Path(path) if path is not None else spec.default_file()
-    if p is None:
-        raise UserError(f"{name}: managed by a third-party package, no smoke-test file ({spec.note})")
-    if p.exists() and not is_smoke(p):
-        raise UserError(f"{p}: a real weights file is there; not overwriting it with smoke-test weights")
-    payload = smoke_payload(name)
-    # Sidecar first: a crash between the two writes leaves a harmless sidecar, never an
-    # unmarked fake weights file.
-    sidecar = {
-        "smoke_test": True,
-        "warning": "NOT real weights: deterministic synthetic values for tests and demos only",
-        "weights": name,
-        "manifest": spec.manifest,
-        "made_by": "python -m common.weights make-smoke (common.weights.make_smoke_checkpoint)",
-        "rule": "fill rule of tests/golden/README.md (seed = crc32(key), numpy PCG64 normal draws)",
-        "layout": spec.note,
-        "torch": torch.__version__,
-    }
-    write_json_atomic(smoke_sidecar(p), sidecar)
-    with atomic_path(p) as tmp:
-        torch.save(payload, tmp)
-    st = p.stat()  # so that a real file copied over it later is recognised as real
-    write_json_atomic(smoke_sidecar(p), {**sidecar, "file": {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns}})
-    logger.info("wrote smoke-test %s -> %s", name, p)
-    return p
-
-
-# --------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------
 
@@ -650,15 +558,60 @@ EPILOG = """\
 examples:
   # where each file is expected and whether it is there
   python -m common.weights list
+  # download every released file from its original source (shows each file's terms first)
+  python -m common.weights fetch --all --accept_terms
+  python -m common.weights fetch syncnet_s fid_inception_v3 --dir /data/weights
+  # size, hash and a strict load of every file present (real or smoke-test); exit 1 on a problem
+  python -m common.weights verify
   # smoke-test files (fill-rule weights in the released layouts) for a demo or CI run
   python -m common.weights make-smoke --all
   python -m common.weights make-smoke pirender_face_generator syncnet_s --dir /tmp/weights
+  # the weights table of docs/weights.md, generated from the registry
+  python -m common.weights table --update docs/weights.md
   # the weights directory can also be set with the environment variable
   VICO_WEIGHTS_DIR=/data/weights python -m common.weights list
 
 Real files are never overwritten: make-smoke skips any name whose file exists and is not a
-smoke-test file. --force remakes existing smoke-test files.
+smoke-test file. --force remakes existing smoke-test files. fetch replaces smoke-test files and
+skips real ones.
 """
+
+TABLE_START = "<!-- weights-table: generated by `python -m common.weights table`; do not edit -->"
+TABLE_END = "<!-- /weights-table -->"
+_KIND_WORDS = {"https": "download", "gdrive_file": "Google Drive file", "gdrive_folder": "Google Drive folder",
+               "onedrive": "OneDrive share"}
+
+
+def weights_table() -> str:
+    """The markdown table of every registry entry (docs/weights.md holds a copy; a test compares)."""
+    lines = ["| name | file (default place under `weights/`) | what it is | fetched from | terms | flag |",
+             "|---|---|---|---|---|---|"]
+    for spec in REGISTRY.values():
+        place = f"`{spec.default_path}`" if spec.default_path else "—"
+        if spec.fetch is not None:
+            src = f"{_KIND_WORDS[spec.fetch.kind]}: {spec.fetch.page}"
+            terms = spec.fetch.terms
+        else:
+            src, terms = f"not downloadable: {spec.source}", "—"
+        used = f" (`{spec.used_by}`)" if spec.used_by else ""
+        cells = [f"`{spec.name}`", place, spec.description + used, src, terms, f"`{spec.flag}`"]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def update_table(path: Path) -> bool:
+    """Rewrite the generated table block of ``path``; True when it changed."""
+    text = path.read_text(encoding="utf-8")
+    if TABLE_START not in text or TABLE_END not in text:
+        raise UserError(f"{path}: no generated-table markers ({TABLE_START} ... {TABLE_END})")
+    head, rest = text.split(TABLE_START, 1)
+    _, tail = rest.split(TABLE_END, 1)
+    new = f"{head}{TABLE_START}\n{weights_table()}{TABLE_END}{tail}"
+    if new != text:
+        from common.io import write_text_atomic
+
+        write_text_atomic(path, new)
+    return new != text
 
 
 def _status(spec: WeightSpec, root: Path) -> tuple[str, str]:
@@ -670,29 +623,61 @@ def _status(spec: WeightSpec, root: Path) -> tuple[str, str]:
     return str(path), "smoke" if is_smoke(path) else "present"
 
 
+def _dir_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dir", type=Path, default=weights_dir(),
+                   help=f"weights directory (${WEIGHTS_DIR_ENV} or <repo>/weights)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = cli.parser("common.weights", "List the pretrained weight files and make smoke-test stand-ins.", EPILOG)
+    parser = cli.parser("common.weights", "Fetch, verify and list the pretrained weight files; make smoke-test "
+                        "stand-ins.", EPILOG)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    p_list = sub.add_parser("list", help="table of weight files: name, path, status",
-                            formatter_class=cli.HelpFormatter, epilog=EPILOG)
-    p_list.add_argument("--dir", type=Path, default=weights_dir(),
-                        help=f"weights directory (${WEIGHTS_DIR_ENV} or <repo>/weights)")
-    p_make = sub.add_parser("make-smoke", help="write smoke-test weights files",
-                            formatter_class=cli.HelpFormatter, epilog=EPILOG)
+
+    def add(name: str, help_: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_, description=help_, formatter_class=cli.HelpFormatter, epilog=EPILOG)
+
+    _dir_arg(add("list", "table of weight files: name, path, status"))
+    fetchable = [n for n, s in REGISTRY.items() if s.fetch is not None]
+    p_fetch = add("fetch", "download released files from their original sources, verify and put them in place")
+    p_fetch.add_argument("names", nargs="*", metavar="NAME", default=[],
+                         help=f"registry names: {', '.join(fetchable)}")
+    p_fetch.add_argument("--all", action="store_true", help="every downloadable file")
+    _dir_arg(p_fetch)
+    p_fetch.add_argument("--accept_terms", action="store_true",
+                         help="accept each file's licence / terms of use (shown first; needed when not interactive)")
+    _dir_arg(add("verify", "size, sha256 and strict load of every file present; exit 1 on any problem"))
+    p_make = add("make-smoke", "write smoke-test weights files")
     p_make.add_argument("names", nargs="*", metavar="NAME", default=[],
                         help=f"registry names: {', '.join(n for n, s in REGISTRY.items() if s.manifest)}")
     p_make.add_argument("--all", action="store_true", help="every name that has a manifest")
-    p_make.add_argument("--dir", type=Path, default=weights_dir(),
-                        help=f"weights directory (${WEIGHTS_DIR_ENV} or <repo>/weights)")
+    _dir_arg(p_make)
     p_make.add_argument("--force", action="store_true", help="remake existing smoke-test files")
+    p_table = add("table", "print the markdown weights table generated from the registry")
+    p_table.add_argument("--update", type=Path, default=None, metavar="FILE",
+                         help="rewrite the generated block of FILE (e.g. docs/weights.md) instead of printing")
     return parser
 
 
+def _names(args: argparse.Namespace, all_names: list[str]) -> list[str]:
+    if args.all and args.names:
+        raise UserError("give NAME arguments or --all, not both")
+    names = all_names if args.all else args.names
+    if not names:
+        raise UserError("nothing to do: give NAME arguments or --all")
+    return names
+
+
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry: ``list`` and ``make-smoke``."""
+    """CLI entry: ``list``, ``fetch``, ``verify``, ``make-smoke`` and ``table``."""
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    if args.command == "table":
+        if args.update is None:
+            sys.stdout.write(weights_table())
+        elif update_table(args.update):
+            logger.info("updated the weights table in %s", args.update)
+        return 0
     root = args.dir
     if args.command == "list":
         rows = [(name, *_status(spec, root), spec.used_by) for name, spec in REGISTRY.items()]
@@ -701,11 +686,28 @@ def main(argv: list[str] | None = None) -> int:
         for row in [header] + rows:
             print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
         return 0
-    if args.all and args.names:
-        raise UserError("give NAME arguments or --all, not both")
-    names = [n for n, s in REGISTRY.items() if s.manifest] if args.all else args.names
-    if not names:
-        raise UserError("nothing to do: give NAME arguments or --all")
+    if args.command in ("fetch", "verify"):
+        from common import weights_fetch
+
+        if args.command == "verify":
+            rows = weights_fetch.verify(root)
+            if not rows:
+                print(f"no weights files under {root} (python -m common.weights fetch --all, or make-smoke --all)")
+                return 0
+            print(weights_fetch.format_table(rows))
+            bad = [r.name for r in rows if not r.ok]
+            if bad:
+                logger.error("%d of %d files have a problem: %s", len(bad), len(rows), ", ".join(bad))
+            return 1 if bad else 0
+        outcomes = weights_fetch.fetch(_names(args, weights_fetch.fetchable()), root, args.accept_terms)
+        failed = [o.name for o in outcomes if o.status == "failed"]
+        if failed:
+            logger.error("%d of %d files not fetched: %s (see the lines above)", len(failed), len(outcomes),
+                         ", ".join(failed))
+        return 1 if failed else 0
+    from common.smoke_weights import make_smoke_checkpoint
+
+    names = _names(args, [n for n, s in REGISTRY.items() if s.manifest])
     specs = [get_spec(n) for n in names]
     for spec in specs:
         if spec.manifest is None:
@@ -724,4 +726,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    # Run the canonical module (not a second copy named __main__), so its registry is the one
+    # common.smoke_weights and common.weights_fetch import.
+    from common.weights import main as _main
+
+    run_cli(_main)

@@ -19,12 +19,14 @@ from tqdm import tqdm
 
 from common.cli import HelpFormatter
 from common.dataset import read_csv_rows
+from common.faces import BACKENDS
 from common.dist import cleanup, gather_objects, init_dist, shard
 from common.io import RunReport, UserError, config_to_dict, run_cli, setup_logging, write_json_atomic, write_text_atomic
 from evaluation.lipsync.pipeline import LipSyncConfig
 from evaluation.metrics.engine import (DEFAULT_METRICS, GROUPS, OPT_IN, EvalSettings, Evaluator,
                                        aggregate, parse_metrics)
 from evaluation.metrics.fid import METHODS, GaussianStats
+from evaluation.metrics import tddfa_motion
 
 log = logging.getLogger("evaluation.evaluate")
 
@@ -48,6 +50,9 @@ examples:
   # motion metrics straight from generated coefficients, no videos needed (e.g. vico.eval's output)
   python -m evaluation.evaluate --anno_file data/test.csv --task listener --metrics coeff \\
       --gt_coeff_folder data/recons --pd_coeff_folder runs/listener/recon_coeffs/test --output motion.json
+  # the 2023 challenge settings: LipLMD on 3DDFA_V2 landmarks, motion from 3DDFA_V2's parameters
+  python -m evaluation.evaluate --gt_video_folder data/gt --pd_video_folder out/pd \
+      --anno_file data/test.csv --task listener --metrics lipLMD --landmarks 3ddfa_v2 --tddfa_motion
   # 4 processes, videos sharded, rank 0 writes the results
   torchrun --nproc_per_node 4 -m evaluation.evaluate ... --output out/results.json
 """
@@ -99,7 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache_dir", default=None,
                    help="cache of GT Inception features and GT landmarks (default: <output dir>/gt_cache)")
     p.add_argument("--no_cache", action="store_true", help="do not read or write the GT cache")
-    p.add_argument("--landmarks", choices=("dlib", "fan"), default=d.landmarks, help="common.faces backend")
+    p.add_argument("--landmarks", choices=BACKENDS, default=d.landmarks,
+                   help="common.faces backend (3ddfa_v2: the 2023 challenge's landmarks)")
+    p.add_argument("--tddfa_arch", choices=("mb1", "mb05"), default=d.tddfa_arch,
+                   help="3ddfa_v2: MobileNet width 1.0 or 0.5 (weights_dir/tddfa_v2/)")
+    p.add_argument("--tddfa_boxes", choices=("faceboxes", "dlib"), default=d.tddfa_boxes,
+                   help="3ddfa_v2: face boxes from FaceBoxes (as upstream) or dlib")
+    p.add_argument("--tddfa_motion", action="store_true",
+                   help="also score " + ", ".join(tddfa_motion.METRICS) + " from 3DDFA_V2's parameters "
+                        "(2-frame tracking over each video; definitions in docs/evaluation.md)")
     p.add_argument("--min_track", type=int, default=d.min_track, help="lip sync: min face track length (25 fps frames)")
     p.add_argument("--min_face_size", type=float, default=d.min_face_size, help="lip sync: min mean face box side (px)")
     p.add_argument("--truncate", action="store_true", help="score the shorter length on a frame-count mismatch")
@@ -150,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if cfg.strict:
                 m, why = next(iter(ev.unavailable.items()))
                 raise UserError(f"metric {m} unavailable (--strict): {why}")
-        if not ev.active:
+        if not ev.active and ev.tddfa is None:
             m, why = next(iter(ev.unavailable.items()))
             raise UserError(f"no requested metric can run (first: {m} {why})")
         report = RunReport("evaluation.evaluate", cfg, out.parent)
@@ -159,6 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fid_gt = GaussianStats.empty(2048) if "fid" in ev.active else None
         coeff_pd: dict[str, np.ndarray] = {}
         coeff_gt: dict[str, np.ndarray] = {}
+        tddfa_rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         mine = shard(uuids, info)
         for uuid in tqdm(mine, desc=f"evaluate[{info.rank}]", disable=not info.is_main, unit="video"):
             try:
@@ -172,11 +186,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 fid_gt.merge(r.fid_gt)
             if r.coeff_pd is not None:
                 coeff_pd[uuid], coeff_gt[uuid] = r.coeff_pd, r.coeff_gt
+            if r.tddfa_pd is not None:
+                tddfa_rows[uuid] = (r.tddfa_pd, r.tddfa_gt)
             if r.record.get("errors"):  # scored, but some metric's own input was bad
                 report.fail(uuid, "; ".join(r.record["errors"]))
             else:
                 report.ok(uuid)
-        part = {"records": records, "fid": (fid_pd, fid_gt), "coeff": (coeff_pd, coeff_gt), "report": report.to_dict()}
+        part = {"records": records, "fid": (fid_pd, fid_gt), "coeff": (coeff_pd, coeff_gt), "tddfa": tddfa_rows, "report": report.to_dict()}
         parts = gather_objects(part, info)
         if not info.is_main:
             return 0
@@ -204,6 +220,13 @@ def _finish(cfg: EvaluateConfig, ev: Evaluator, metrics: list[str], parts: list[
     keys = sorted(cpd)
     results = aggregate(records, ev.active, fid_pd, fid_gt, [cpd[k] for k in keys], [cgt[k] for k in keys],
                         cfg.fid_method)
+    if cfg.tddfa_motion:
+        rows = {k: v for p in parts for k, v in p["tddfa"].items()}
+        names = sorted(rows)
+        if ev.tddfa is not None:
+            results.update(tddfa_motion.aggregate(records, [rows[k][0] for k in names], [rows[k][1] for k in names],
+                                                  cfg.fid_method))
+        metrics = metrics + list(tddfa_motion.METRICS)
     for m in metrics:  # constant keys: unavailable metrics are present as null
         results.setdefault(m, None)
     summary = {

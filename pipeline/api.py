@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from common.weights import get_spec, resolve_weights
+from common.weights import resolve_weights
 from common.weights import weights_dir as default_weights_dir
 from pipeline.engine import Engine
 from pipeline.generate import (PIRENDER_WEIGHTS, RECON_WEIGHTS, GenerateConfig, generate, recorded_feature_set,
@@ -47,10 +47,9 @@ class _Head:
             raise UserError(f"{self.checkpoint}: vico checkpoint not found")
         root = _path(weights_dir) or default_weights_dir().resolve()
         self.weights_dir = root
-        self.recon_checkpoint = resolve_weights(
-            RECON_WEIGHTS, _path(recon_checkpoint) or get_spec(RECON_WEIGHTS).default_file(root))
-        self.pirender_checkpoint = resolve_weights(
-            PIRENDER_WEIGHTS, _path(pirender_checkpoint) or get_spec(PIRENDER_WEIGHTS).default_file(root))
+        self.recon_checkpoint = resolve_weights(RECON_WEIGHTS, _path(recon_checkpoint), root, "recon_checkpoint=")
+        self.pirender_checkpoint = resolve_weights(PIRENDER_WEIGHTS, _path(pirender_checkpoint), root,
+                                                   "pirender_checkpoint=")
         self.stats = resolve_stats(self.checkpoint, _path(stats))
         self.feature_set = recorded_feature_set(self.stats) or "vico45"
         self.device = device

@@ -5,13 +5,11 @@ as ``<out>/demo_config.json``, which the report reads to find the run's artifact
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from common.config import from_dict, read_yaml
 from common.io import UserError, read_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,35 +69,15 @@ class DemoConfig:
 
 def config_from_dict(raw: dict[str, Any], source: str) -> DemoConfig:
     """A DemoConfig from a YAML/JSON mapping; unknown keys are a one-line error naming ``source``."""
-    if not isinstance(raw, dict):
-        raise UserError(f"{source}: expected a mapping of demo settings")
-    known = {f.name for f in dataclasses.fields(DemoConfig)}
-    unknown = sorted(set(raw) - known)
-    paths_raw = raw.get("paths") or {}
-    unknown += [f"paths.{k}" for k in sorted(set(paths_raw) - {f.name for f in dataclasses.fields(DemoPaths)})]
-    if unknown:
-        raise UserError(f"{source}: unknown setting(s) {', '.join(unknown)}")
-    kw: dict[str, Any] = {k: v for k, v in raw.items() if k != "paths"}
-    for k in ("out", "weights_dir", "image"):
-        if kw.get(k) is not None:
-            kw[k] = Path(kw[k])
-    if "weights" in kw:
-        kw["weights"] = tuple(kw["weights"])
-    return DemoConfig(**kw, paths=DemoPaths(**{k: str(v) for k, v in paths_raw.items()}))
+    return from_dict(DemoConfig, raw, source, what="setting")
 
 
 def load_config(path: str | Path = DEFAULT_CONFIG) -> DemoConfig:
     """Read a demo config (YAML, or the JSON a run saved)."""
     p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{p}: demo config not found")
-    if p.suffix == ".json":
+    if p.suffix == ".json" and p.is_file():
         return config_from_dict(read_json(p), str(p))
-    try:
-        raw = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"{p}: not valid YAML ({' '.join(str(e).split())})") from None
-    return config_from_dict(raw, str(p))
+    return config_from_dict(read_yaml(p, "demo config") or {}, str(p))
 
 
 def run_config(run_dir: str | Path) -> DemoConfig:

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
+from common import artifacts
 from common.cli import parser
 from common.io import config_to_dict, run_cli, setup_logging, write_json_atomic
 from common.synthetic.generator import pair_names
@@ -47,9 +48,9 @@ def build_steps(cfg: DemoConfig) -> list[Step]:
               "--checkpoint", recon_ckpt], "257-d 3DMM coefficients per frame", distributed=True),
         Step("audio_features", "preprocess.extract_audio_features",
              ["--input_audio_folder", data / "audios", "--input_recons_folder", P("recons"),
-              "--output_folder", feats / "audio_feats"], "45-d audio features per video frame"),
+              "--output_folder", feats / artifacts.AUDIO_FEATS_DIR], "45-d audio features per video frame"),
         Step("rearrange", "preprocess.rearrange_recon_coeffs",
-             ["--input_folder", P("recons"), "--output_folder", feats / "video_feats"],
+             ["--input_folder", P("recons"), "--output_folder", feats / artifacts.VIDEO_FEATS_DIR],
              "coefficients re-split for vico"),
         Step("statistics", "preprocess.statistics_mean_std", [feats, "--split_csv", data / "train.csv"],
              "mean/std over the training split"),

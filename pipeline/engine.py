@@ -26,6 +26,7 @@ from typing import Callable, Iterator
 
 import torch
 
+from common import artifacts
 from common.dataset import clip_name
 from common.dist import DistInfo, pick_device
 from common.io import UserError
@@ -167,11 +168,11 @@ class Engine:
 
         def audio() -> int:
             return extract_audio_features(ExtractAudioConfig(
-                input_audio_folder=str(data / "audios"), output_folder=str(feats / "audio_feats"),
+                input_audio_folder=str(data / "audios"), output_folder=str(feats / artifacts.AUDIO_FEATS_DIR),
                 video_folder=str(data / "videos"), feature_set=job.feature_set))
 
         def rearrange() -> int:
-            return rearrange_recon_coeffs(RearrangeConfig(str(w / "recons"), str(feats / "video_feats")))
+            return rearrange_recon_coeffs(RearrangeConfig(str(w / "recons"), str(feats / artifacts.VIDEO_FEATS_DIR)))
 
         def motion() -> int:
             args = eval_parser().parse_args([

@@ -23,6 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
+from common import artifacts
 from common.cli import parser
 from common.dataset import Clip, audio_path, clip_name, video_path, write_index
 from common.io import (UserError, atomic_path, config_to_dict, read_json, run_cli, setup_logging,
@@ -51,7 +52,6 @@ stage's output and logs/<step>.log; it is cleared at the start of each run.
 
 UUID = "generated"        # the one clip of the work dataset
 SIZE = 256                # ViCo frames are 256x256
-STATS_FILES = ("audio_feats_mean_std.bin", "video_feats_mean_std.bin")
 RECON_WEIGHTS = "deep3dfacerecon_reconnet_resnet50"
 PIRENDER_WEIGHTS = "pirender_face_generator"
 WORK_MARKER = ".pipeline_generate"
@@ -93,20 +93,6 @@ def _abs(p: str | os.PathLike | None) -> Path | None:
     return None if p is None else Path(p).expanduser().resolve()
 
 
-def _weights(name: str, given: Path | None, root: Path, flag: str) -> Path:
-    """The weights file (given or its default place under ``root``); one-line error when missing."""
-    from common.weights import get_spec
-
-    spec = get_spec(name)
-    p = given if given is not None else spec.default_file(root)
-    if p.is_dir() and (p / spec.filename).is_file():
-        p = p / spec.filename
-    if not p.is_file():
-        raise UserError(f"missing weights file {p} ({spec.description}): obtain {spec.filename} from "
-                        f"{spec.source} and put it there, or pass {flag} PATH (or --weights_dir DIR)")
-    return p
-
-
 def run_dir_of(checkpoint: Path) -> Path:
     """The vico training run folder of a checkpoint file, its ``latest`` pointer or a folder."""
     if checkpoint.is_dir():
@@ -114,21 +100,24 @@ def run_dir_of(checkpoint: Path) -> Path:
     return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
 
 
-def _has_stats(folder: Path) -> bool:
-    return all((folder / f).is_file() for f in STATS_FILES)
-
-
 def resolve_stats(checkpoint: Path, stats: Path | None) -> Path:
     """The folder holding the mean/std files the model was trained with: ``stats`` if given, else
-    the features folder recorded in the training run's run.json (vico.train writes it)."""
-    need = " and ".join(STATS_FILES)
+    the absolute features folder the checkpoint records (vico.train writes it); for checkpoints
+    written before that, the features folder recorded in the training run's run.json."""
+    need = " and ".join(artifacts.STATS_FILES)
+    hint = f"pass --stats FEATURES_DIR (the features folder the model was trained on, holding {need})"
     if stats is not None:
-        for f in STATS_FILES:
+        for f in artifacts.STATS_FILES:
             if not (stats / f).is_file():
                 raise UserError(f"{stats / f}: not found (--stats must be the features folder holding {need})")
         return stats
-    run_json = run_dir_of(checkpoint) / "run.json"
-    hint = f"pass --stats FEATURES_DIR (the features folder the model was trained on, holding {need})"
+    recorded = artifacts.checkpoint_features(checkpoint)
+    if recorded is not None:
+        if not artifacts.has_stats(recorded):
+            raise UserError(f"{checkpoint}: the features folder it was trained on, {recorded}, no longer holds "
+                            f"{need}; {hint}")
+        return recorded
+    run_json = run_dir_of(checkpoint) / "run.json"  # older checkpoints: the training run's record
     if not run_json.is_file():
         raise UserError(f"{checkpoint}: cannot tell which statistics it was trained with (no {run_json}); {hint}")
     train = (read_json(run_json).get("config") or {}).get("train") or {}
@@ -137,17 +126,14 @@ def resolve_stats(checkpoint: Path, stats: Path | None) -> Path:
     rel = Path(train["features"]) if train.get("features") else Path(train["data"]) / "features"
     tried = [rel] if rel.is_absolute() else [Path.cwd() / rel, REPO / rel, run_json.parent / rel]
     for cand in tried:
-        if _has_stats(cand):
+        if artifacts.has_stats(cand):
             return cand.resolve()
     raise UserError(f"{run_json}: the training features folder {rel} (holding {need}) is not found; {hint}")
 
 
 def recorded_feature_set(stats: Path) -> str | None:
     """The audio feature set recorded with the training features (None when not recorded)."""
-    p = stats / "audio_feats" / "feature_set.json"
-    if not p.is_file():
-        return None
-    d = read_json(p)
+    d = artifacts.read_feature_set(stats / artifacts.AUDIO_FEATS_DIR)
     return d.get("feature_set") if isinstance(d, dict) else None
 
 
@@ -167,13 +153,14 @@ def resolve(cfg: GenerateConfig) -> GenerateConfig:
         cfg.work_dir = cfg.out.parent / f"{cfg.out.stem}_work"
     if cfg.work_dir == cfg.out.parent or cfg.work_dir in cfg.out.parents:
         raise UserError(f"{cfg.out}: the output must not be inside the work folder {cfg.work_dir} (it is cleared)")
-    if cfg.weights_dir is None:
-        from common.weights import weights_dir
+    from common.weights import resolve_weights, weights_dir
 
+    if cfg.weights_dir is None:
         cfg.weights_dir = weights_dir().resolve()
-    cfg.recon_checkpoint = _weights(RECON_WEIGHTS, cfg.recon_checkpoint, cfg.weights_dir, "--recon_checkpoint")
-    cfg.pirender_checkpoint = _weights(PIRENDER_WEIGHTS, cfg.pirender_checkpoint, cfg.weights_dir,
-                                       "--pirender_checkpoint")
+    cfg.recon_checkpoint = resolve_weights(RECON_WEIGHTS, cfg.recon_checkpoint, cfg.weights_dir,
+                                           "--recon_checkpoint")
+    cfg.pirender_checkpoint = resolve_weights(PIRENDER_WEIGHTS, cfg.pirender_checkpoint, cfg.weights_dir,
+                                              "--pirender_checkpoint")
     cfg.stats = resolve_stats(cfg.checkpoint, cfg.stats)
     if cfg.feature_set is None:
         cfg.feature_set = recorded_feature_set(cfg.stats) or "vico45"
@@ -327,7 +314,7 @@ def build_dataset(cfg: GenerateConfig, inp: Inputs) -> dict:
     write_index(data / "test.csv", [Clip(UUID, UUID, "", "")])
     feats = work / "features"
     feats.mkdir()
-    for f in STATS_FILES:
+    for f in artifacts.STATS_FILES:
         shutil.copyfile(cfg.stats / f, feats / f)
     log.info("%s: %d frames (%.2f s at %d fps), face from %s, speech from %s", cfg.task, n, n / cfg.fps,
              cfg.fps, cfg.face.name, inp.source.name)
@@ -430,7 +417,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "its 'latest' (vico.train), or an original Epoch_NNN.bin (then give --stats)")
     ap.add_argument("--stats", type=Path, default=None, metavar="FEATURES_DIR",
                     help="folder holding audio_feats_mean_std.bin and video_feats_mean_std.bin that the model "
-                         "was trained with (default: the features folder recorded in the training run's run.json)")
+                         "was trained with (default: the features folder the checkpoint records; older checkpoints: "
+                         "the one in the training run's run.json)")
     ap.add_argument("--feature_set", default=None,
                     help="audio feature set (default: the one recorded in FEATURES_DIR/audio_feats, else vico45)")
     ap.add_argument("--weights_dir", type=Path, default=None,

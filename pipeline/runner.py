@@ -87,7 +87,8 @@ class Runner:
             with logfile.open("w") as f:
                 f.write("$ " + " ".join(cmd) + "\n")
                 f.flush()
-                code = subprocess.call(cmd, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
+                # the caller's folder: relative paths mean the same in every step as in the caller
+                code = subprocess.call(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
             seconds = round(time.time() - t0, 2)
             if code != 0:
                 raise StepFailed(step.name, code, logfile)

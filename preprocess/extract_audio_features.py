@@ -19,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from common.dataset import find_files
+from common.dist import configure_threads
 from common.io import RunReport, UserError, atomic_path, is_complete, run_cli, setup_logging
 from common.media import MediaError, load_audio, probe_video
 from preprocess.audio.features import (DEFAULT_FPS, DEFAULT_SAMPLE_RATE, FEATURE_SETS, extract,
@@ -175,6 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--verbose", action="store_true", help="debug logging")
     a = p.parse_args(argv)
     setup_logging(a.verbose)
+    configure_threads()
     cfg = ExtractAudioConfig(input_audio_folder=a.input_audio_folder, output_folder=a.output_folder,
                              input_recons_folder=a.input_recons_folder, video_folder=a.video_folder,
                              feature_set=a.feature_set, max_missing_frames=a.max_missing_frames,

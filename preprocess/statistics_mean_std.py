@@ -27,8 +27,8 @@ from common.dataset import ROLES, clip_name, read_index
 from common.io import RunReport, UserError, run_cli, setup_logging
 from preprocess.audio.features import feature_dim
 from common.cli import parser
-from common.artifacts import (AUDIO_STATS_FILE, VIDEO_STATS_FILE, load_audio_feats, load_video_feats,
-                                read_feature_set, save_audio_stats, save_video_stats)
+from common.artifacts import (AUDIO_FEATS_DIR, AUDIO_STATS_FILE, VIDEO_FEATS_DIR, VIDEO_STATS_FILE, load_audio_feats,
+                              load_video_feats, read_feature_set, save_audio_stats, save_video_stats)
 from preprocess.stats import DEFAULT_MIN_STD, Moments, guard_std
 
 log = logging.getLogger("preprocess.statistics_mean_std")
@@ -52,7 +52,7 @@ class StatsConfig:
 
 def _files(cfg: StatsConfig) -> tuple[list[Path], list[Path]]:
     root = Path(cfg.features_dir)
-    adir, vdir = root / "audio_feats", root / "video_feats"
+    adir, vdir = root / AUDIO_FEATS_DIR, root / VIDEO_FEATS_DIR
     for d in (adir, vdir):
         if not d.is_dir():
             raise UserError(f"{d}: folder not found (expected FEATURES_DIR/audio_feats and video_feats)")
@@ -116,7 +116,7 @@ def run(cfg: StatsConfig) -> int:
     audio, video = _files(cfg)
     root = Path(cfg.features_dir)
     report = RunReport("preprocess.statistics_mean_std", cfg, root)
-    recorded = read_feature_set(root / "audio_feats")
+    recorded = read_feature_set(root / AUDIO_FEATS_DIR)
     adim = int(recorded["dim"]) if recorded is not None else _first_dim(audio)
     a_tot = accumulate(audio, lambda p: {"audio": load_audio_feats(p, adim)}, {"audio": adim}, report,
                        "audio stats")

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 import yaml
 
+from common.config import from_dict, read_yaml
 from common.io import UserError
 from PIRender.models import GeneratorConfig
 
@@ -87,40 +88,12 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def _build(cls: type, data: Any, where: str) -> Any:
-    """Recursively build dataclass ``cls`` from a dict, rejecting unknown keys."""
-    if not isinstance(data, dict):
-        raise UserError(f"{where}: expected a mapping, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = [k for k in data if k not in fields]
-    if unknown:
-        raise UserError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(fields)})")
-    kwargs = {}
-    for k, v in data.items():
-        default = getattr(cls(), k)
-        if dataclasses.is_dataclass(default):
-            kwargs[k] = _build(type(default), v, f"{where}.{k}")
-        elif isinstance(default, tuple):
-            kwargs[k] = tuple(v)
-        elif isinstance(default, bool):
-            if not isinstance(v, bool):
-                raise UserError(f"{where}.{k}: expected true/false, got {v!r}")
-            kwargs[k] = v
-        elif isinstance(default, (int, float)) and not isinstance(v, (int, float)):
-            raise UserError(f"{where}.{k}: expected a number, got {v!r}")
-        elif isinstance(default, int) and isinstance(v, float) and not v.is_integer():
-            raise UserError(f"{where}.{k}: expected an integer, got {v!r}")
-        else:
-            kwargs[k] = type(default)(v) if isinstance(default, (int, float, str)) else v
-    return cls(**kwargs)
-
-
 def config_from_dict(raw: dict[str, Any], source: str = "config") -> TrainConfig:
     """TrainConfig from the YAML structure (``gen.param`` is the upstream nested generator form)."""
     raw = dict(raw or {})
     gen = raw.pop("gen", None)
     model_raw = raw.pop("model", None)
-    cfg = _build(TrainConfig, raw, source)
+    cfg = from_dict(TrainConfig, raw, source)
     if gen is not None:
         if not isinstance(gen, dict) or "param" not in gen:
             raise UserError(f"{source}.gen: expected a mapping with 'param'")
@@ -129,7 +102,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> TrainConfig
         except (ValueError, TypeError) as e:
             raise UserError(f"{source}.gen.param: {e}") from None
     elif model_raw is not None:
-        cfg.model = _build(GeneratorConfig, model_raw, f"{source}.model")
+        cfg.model = from_dict(GeneratorConfig, model_raw, source, path="model.")
     if cfg.data.resolution % 32 or cfg.data.resolution < 64:
         raise UserError(f"{source}.data.resolution must be a multiple of 32 and >= 64, got {cfg.data.resolution}")
     if cfg.data.split not in ("all", "train", "test"):
@@ -149,12 +122,9 @@ def _set_path(d: dict, dotted: str, value: Any) -> None:
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
     """Read the YAML file and apply ``key.sub=value`` overrides (values parsed as YAML)."""
     p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{p}: config file not found")
-    try:
-        raw = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"{p}: not valid YAML ({' '.join(str(e).split())})") from None
+    raw = read_yaml(p) or {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{p}: expected a mapping of training settings, got {type(raw).__name__}")
     for item in overrides:
         if "=" not in item:
             raise UserError(f"--set {item}: expected key=value")

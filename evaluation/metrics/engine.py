@@ -22,7 +22,7 @@ import torch
 from common.dataset import clip_name
 from common.io import UserError
 from common.media import iter_frames, load_audio, probe_video
-from common.weights import get_spec, load_pretrained, resolve_weights
+from common.weights import load_pretrained, resolve_weights
 from evaluation.metrics import coeff_l1 as coeffs
 from evaluation.metrics import csim as csim_mod
 from evaluation.metrics.cpbd import cpbd
@@ -91,6 +91,9 @@ class EvalSettings:
     truncate: bool = False
     device: str = "cpu"
     workers: int = 2  # threads for face detection / landmarks
+    tddfa_arch: str = "mb1"  # 3ddfa_v2 backend: MobileNet width (mb1 / mb05)
+    tddfa_boxes: str = "faceboxes"  # 3ddfa_v2 backend: box source (faceboxes / dlib)
+    tddfa_motion: bool = False  # also score evaluation.metrics.tddfa_motion.METRICS
     lipsync: LipSyncConfig = field(default_factory=LipSyncConfig)
 
 
@@ -103,6 +106,8 @@ class VideoResult:
     fid_gt: GaussianStats | None = None
     coeff_pd: np.ndarray | None = None  # (N,70) exp|pose, for ExpFD / PoseFD
     coeff_gt: np.ndarray | None = None
+    tddfa_pd: np.ndarray | None = None  # (k,25) 3DDFA_V2 motion rows (tddfa_motion.PARTS)
+    tddfa_gt: np.ndarray | None = None
 
 
 class Evaluator:
@@ -121,9 +126,9 @@ class Evaluator:
         self.faces = None
         if any(m in self.requested and m not in self.unavailable for m in NEEDS_FACES):
             try:
-                from common.faces import get_backend
-                self._face_factory = face_backend_factory or get_backend
+                self._face_factory = face_backend_factory or _face_factory(s)
                 self.faces = self._face_factory(s.landmarks)
+                self.weight_files.update(getattr(getattr(self.faces, "models", None), "files", {}))
             except (UserError, ImportError, RuntimeError) as e:
                 for m in NEEDS_FACES:
                     if m in self.requested:
@@ -136,7 +141,9 @@ class Evaluator:
             self.fid_cache = FeatureCache(s.cache_dir, {"network": "fid_inception_v3",
                                                         "weights": self.weight_files.get("fid_inception_v3")})
         if self.faces is not None and s.cache_dir:
-            self.lm_cache = FeatureCache(s.cache_dir, {"landmarks": s.landmarks, "points": 68})
+            tddfa = _face_options(s) if s.landmarks == "3ddfa_v2" else {}
+            self.lm_cache = FeatureCache(s.cache_dir, {"landmarks": s.landmarks, "points": 68, **tddfa})
+        self.tddfa = self._tddfa_motion() if s.tddfa_motion else None
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -159,11 +166,7 @@ class Evaluator:
     def _weights_path(self, name: str) -> Path:
         explicit = {"fid_inception_v3": self.s.inception_weights, "arcface_iresnet100": self.s.arcface_weights,
                     "syncnet_s": self.s.syncnet_weights}[name]
-        if explicit:
-            return resolve_weights(name, explicit)
-        if self.s.weights_dir:
-            return resolve_weights(name, get_spec(name).default_file(self.s.weights_dir))
-        return resolve_weights(name)
+        return resolve_weights(name, explicit or None, self.s.weights_dir or None)
 
     def _load(self, name: str, metrics: tuple[str, ...], build: Callable[[], torch.nn.Module]) -> torch.nn.Module | None:
         """Load weights ``name`` for ``metrics`` once; on a missing/bad file mark them unavailable."""
@@ -182,6 +185,20 @@ class Evaluator:
         self.weight_files[name] = f"{ident['path']}:{ident['size']}:{ident['mtime_ns']}"
         return net.eval().to(self.device)
 
+    def _tddfa_motion(self):
+        """The 3DDFA_V2 motion scorer (sharing the 3ddfa_v2 landmark backend when there is one)."""
+        from evaluation.metrics.tddfa_motion import METRICS, TddfaMotion
+        if not (self.s.gt_video_folder and self.s.pd_video_folder):
+            self.unavailable.update({m: "needs --gt_video_folder and --pd_video_folder" for m in METRICS})
+            return None
+        try:
+            be = self.faces if getattr(self.faces, "name", "") == "3ddfa_v2" else _face_factory(self.s)("3ddfa_v2")
+        except UserError as e:
+            self.unavailable.update({m: str(e) for m in METRICS})
+            return None
+        self.weight_files.update(be.models.files)
+        return TddfaMotion(be)
+
     # -- one video -----------------------------------------------------------------------------
 
     def video_paths(self, uuid: str) -> tuple[Path, Path]:
@@ -191,7 +208,7 @@ class Evaluator:
     def evaluate_video(self, uuid: str) -> VideoResult:
         """Score one GT/predicted pair; UserError (one line, naming the file) on bad input."""
         act = set(self.active)
-        if act <= set(GROUPS["coeff"]):  # motion metrics only: the coefficient files are the input
+        if act <= set(GROUPS["coeff"]) and self.tddfa is None:  # coefficient files are the only input
             return self._coeff_only(uuid, act)
         gt_path, pd_path = self.video_paths(uuid)
         for p in (gt_path, pd_path):
@@ -288,6 +305,9 @@ class Evaluator:
                 self._coeff_metrics(uuid, rec, out, act)
             except UserError as e:
                 rec.setdefault("errors", []).append(f"coefficients: {e}")
+        if self.tddfa is not None:
+            vals, out.tddfa_pd, out.tddfa_gt = self.tddfa.score(gt_path, pd_path, n)
+            rec.update(vals)
         return out
 
     def _coeff_only(self, uuid: str, act: set) -> VideoResult:
@@ -416,6 +436,23 @@ class Evaluator:
         pe, pp = coeffs.exp_pose(pd)
         out.coeff_gt = np.concatenate([ge, gp], 1)
         out.coeff_pd = np.concatenate([pe, pp], 1)
+
+
+def _face_options(s: EvalSettings) -> dict[str, Any]:
+    """``get_backend`` options for the 3ddfa_v2 backend (none for the others)."""
+    if s.landmarks != "3ddfa_v2" and not s.tddfa_motion:
+        return {}
+    return {"arch": s.tddfa_arch, "boxes": s.tddfa_boxes, "weights_dir": s.weights_dir}
+
+
+def _face_factory(s: EvalSettings) -> Callable:
+    """``name -> backend`` with the settings' device and 3ddfa_v2 options."""
+    from common.faces import get_backend
+
+    def make(name: str):
+        opts = _face_options(s) if name == "3ddfa_v2" else {}
+        return get_backend(name, device=s.device if name == "3ddfa_v2" else "cpu", **opts)
+    return make
 
 
 def aggregate(records: list[dict], metrics: list[str], fid_pd: GaussianStats | None, fid_gt: GaussianStats | None,

@@ -43,3 +43,47 @@ def test_torchrun_two_processes_gloo(tmp_path, repo_root):
     assert report["counts"] == {"done": n, "skipped": 0, "failed": 1}
     assert report["config"]["world_size"] == 2
     assert report["failures"] == [{"item": "bad-item", "reason": "broken on the last rank"}]
+
+
+def test_thread_count_policy(monkeypatch):
+    from common.dist import configure_threads, thread_count
+    from common.io import UserError
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert thread_count() == 8                        # every CPU this process may use
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert thread_count() == 4                        # shared by the local torchrun processes
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")
+    assert thread_count() == 1                        # never 0
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert thread_count() == 3                        # the user's setting wins
+    monkeypatch.setenv("OMP_NUM_THREADS", "5,2")
+    assert thread_count() == 5                        # OpenMP's nested form: the outer level
+    monkeypatch.setenv("OMP_NUM_THREADS", "many")
+    with pytest.raises(UserError, match="OMP_NUM_THREADS=many: not a positive number"):
+        thread_count()
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert configure_threads(2) == 2 and torch.get_num_threads() == 2   # --threads 2
+        assert configure_threads(0) == 1 and torch.get_num_threads() == 1   # --threads 0: automatic
+        with pytest.raises(UserError, match="--threads must be >= 0"):
+            configure_threads(-1)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_threads_follow_cpu_affinity_in_a_real_process(repo_root):
+    """No OMP_NUM_THREADS: a process pinned to one CPU gets one torch thread after init_dist."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "LOCAL_WORLD_SIZE")}
+    env["PYTHONPATH"] = str(repo_root)
+    code = "from common.dist import init_dist; import torch; init_dist('cpu'); print(torch.get_num_threads())"
+    one_cpu = min(os.sched_getaffinity(0))
+    p = subprocess.run([sys.executable, "-c", code], cwd=repo_root, env=env, capture_output=True, text=True,
+                       timeout=120, preexec_fn=lambda: os.sched_setaffinity(0, {one_cpu}))
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.strip() == "1"

@@ -1,4 +1,4 @@
-"""common.weights: the fill rule against the golden fill checks, the registry, loading, smoke files."""
+"""common.weights and common.smoke_weights: fill rule vs the golden fill checks, registry, loading, smoke files."""
 from __future__ import annotations
 
 import json
@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+from common import smoke_weights as S
 from common import weights as W
 from common.io import UserError
 
@@ -35,8 +36,8 @@ NETWORKS = [
 
 def _check_fill(golden: Path, network: str) -> None:
     checks = json.loads((golden / "fill_checks" / f"{network}.json").read_text())
-    plan = W.fill_plan(network)
-    sd = W.fill_state_dict(network)
+    plan = S.fill_plan(network)
+    sd = S.fill_state_dict(network)
     assert list(sd) == list(checks), "keys must come in manifest order"
     for key, ref in checks.items():
         kind, fan_in, post = plan[key]
@@ -63,30 +64,30 @@ def test_fill_matches_golden_checks_arcface(golden):
 def test_fill_tensor_hand_computed():
     key = "enc.0.weight"
     v = np.random.default_rng(zlib.crc32(key.encode())).standard_normal((4, 3, 2))
-    np.testing.assert_array_equal(W.fill_tensor(key, (4, 3, 2), "weight"),
+    np.testing.assert_array_equal(S.fill_tensor(key, (4, 3, 2), "weight"),
                                   (v * (1.0 / math.sqrt(6))).astype(np.float32))
-    np.testing.assert_array_equal(W.fill_tensor(key, (4, 3, 2), "convT_weight"),
+    np.testing.assert_array_equal(S.fill_tensor(key, (4, 3, 2), "convT_weight"),
                                   (v * (1.0 / math.sqrt(8))).astype(np.float32))
-    np.testing.assert_array_equal(W.fill_tensor(key, (4, 3, 2), "norm_weight", post_scale=0.1),
+    np.testing.assert_array_equal(S.fill_tensor(key, (4, 3, 2), "norm_weight", post_scale=0.1),
                                   (0.1 * (1.0 + 0.1 * v)).astype(np.float32))
-    np.testing.assert_array_equal(W.fill_tensor(key, (4, 3, 2), "running_var"),
+    np.testing.assert_array_equal(S.fill_tensor(key, (4, 3, 2), "running_var"),
                                   (1.0 + 0.1 * np.abs(v)).astype(np.float32))
-    z = W.fill_tensor("bn.num_batches_tracked", (), "zero_int64")
+    z = S.fill_tensor("bn.num_batches_tracked", (), "zero_int64")
     assert z.dtype == np.int64 and z.shape == () and z == 0
 
 
 def test_fill_kind_rules():
-    pir = W.FILL_RULES["pirender_face_generator"]
+    pir = S.FILL_RULES["pirender_face_generator"]
     # LayerNorm2d affine params are (C,1,1): norm weight / small bias, never fan-in scaled.
-    assert W.fill_kind("editing_net.decoder.up1.model.1.bias", (128, 1, 1), pir) == ("small", None, None)
-    assert W.fill_kind("editing_net.decoder.up1.model.1.weight", (128, 1, 1), pir)[0] == "norm_weight"
-    assert W.fill_kind("warpping_net.hourglass.decoder.decoder3.conv_s.weight", (512, 256, 3, 3), pir) \
+    assert S.fill_kind("editing_net.decoder.up1.model.1.bias", (128, 1, 1), pir) == ("small", None, None)
+    assert S.fill_kind("editing_net.decoder.up1.model.1.weight", (128, 1, 1), pir)[0] == "norm_weight"
+    assert S.fill_kind("warpping_net.hourglass.decoder.decoder3.conv_s.weight", (512, 256, 3, 3), pir) \
         == ("convT_weight", 512 * 9, None)
-    arc = W.FILL_RULES["arcface_iresnet100"]
-    assert W.fill_kind("layer2.3.bn3.weight", (128,), arc) == ("norm_weight", None, 0.1)
-    assert W.fill_kind("layer2.3.bn3.bias", (128,), arc) == ("small", None, None)
-    assert W.fill_kind("layer2.3.prelu.weight", (128,), arc) == ("prelu", None, None)
-    assert W.fill_kind("fc.weight", (512, 25088), arc) == ("weight", 25088, None)
+    arc = S.FILL_RULES["arcface_iresnet100"]
+    assert S.fill_kind("layer2.3.bn3.weight", (128,), arc) == ("norm_weight", None, 0.1)
+    assert S.fill_kind("layer2.3.bn3.bias", (128,), arc) == ("small", None, None)
+    assert S.fill_kind("layer2.3.prelu.weight", (128,), arc) == ("prelu", None, None)
+    assert S.fill_kind("fc.weight", (512, 25088), arc) == ("weight", 25088, None)
 
 
 # ------------------------------------------------------------------------------------------
@@ -98,11 +99,12 @@ def test_registry_entries():
     assert set(W.REGISTRY) == {
         "deep3dfacerecon_reconnet_resnet50", "pirender_face_generator", "arcface_iresnet100",
         "syncnet_s", "fid_inception_v3", "vico_listener_generator", "vico_speaker_generator",
-        "vgg19", "fan_2d"}
+        "vgg19", "fan_2d", "tddfa_v2_mb1", "tddfa_v2_mb05", "tddfa_v2_faceboxes", "tddfa_v2_bfm",
+        "tddfa_v2_param_mean_std"}
     for spec in W.REGISTRY.values():
         if spec.manifest:
             assert W.manifest_shapes(spec.manifest), spec.name
-            assert spec.manifest in W.FILL_RULES
+            assert spec.manifest in S.FILL_RULES
     assert W.REGISTRY["deep3dfacerecon_reconnet_resnet50"].state_key == "net_recon"
     assert W.REGISTRY["pirender_face_generator"].state_key == "net_G_ema"
     assert W.REGISTRY["vico_speaker_generator"].strip_prefix == "module."
@@ -138,12 +140,12 @@ def test_missing_file_message(monkeypatch, tmp_path):
 
 def _round_trip(name: str, tmp_path: Path) -> None:
     spec = W.REGISTRY[name]
-    path = W.make_smoke_checkpoint(name, tmp_path / spec.filename)
+    path = S.make_smoke_checkpoint(name, tmp_path / spec.filename)
     assert W.is_smoke(path)
     side = json.loads(W.smoke_sidecar(path).read_text())
     assert side["smoke_test"] is True and side["weights"] == name
     raw = torch.load(path, map_location="cpu", weights_only=True)
-    ref = W.fill_state_dict(spec.manifest)
+    ref = S.fill_state_dict(spec.manifest)
     if name == "deep3dfacerecon_reconnet_resnet50":
         assert {"net_recon", "opt_00"} <= set(raw)
         inner = raw["net_recon"]
@@ -180,7 +182,7 @@ def test_smoke_never_overwrites_real_file(tmp_path):
     real = tmp_path / "syncnet_v2.model"
     real.write_bytes(b"real weights")
     with pytest.raises(UserError, match="real weights file"):
-        W.make_smoke_checkpoint("syncnet_s", real)
+        S.make_smoke_checkpoint("syncnet_s", real)
     assert real.read_bytes() == b"real weights"
     assert not W.is_smoke(real)
 
@@ -188,7 +190,7 @@ def test_smoke_never_overwrites_real_file(tmp_path):
 def test_real_file_copied_over_a_smoke_file_counts_as_real(tmp_path, run_cli):
     """Users drop the released file where the demo made a stand-in: the leftover sidecar must not
     label it smoke-test, and make-smoke must then leave it alone."""
-    path = W.make_smoke_checkpoint("syncnet_s", tmp_path / "syncnet_v2.model")
+    path = S.make_smoke_checkpoint("syncnet_s", tmp_path / "syncnet_v2.model")
     assert W.is_smoke(path)
     real = tmp_path / "downloaded.model"
     real.write_bytes(path.read_bytes()[:-1] + b"\0")  # same layout, other bytes, a later copy
@@ -268,13 +270,13 @@ def _vgg19_features() -> nn.Module:
 def test_check_manifest_and_load_pretrained(tmp_path):
     model = _vgg19_features()
     assert W.check_manifest(model, "vgg19") == []
-    path = W.make_smoke_checkpoint("vgg19", tmp_path / "vgg19-dcbb9e9d.pth")
+    path = S.make_smoke_checkpoint("vgg19", tmp_path / "vgg19-dcbb9e9d.pth")
     # a real torchvision file also holds classifier.*: the loader keeps only features.*
     sd = torch.load(path, weights_only=True)
     sd["classifier.0.bias"] = torch.zeros(4096)
     torch.save(sd, path)
     assert W.load_pretrained(model, "vgg19", tmp_path) == path  # directory holding the file
-    assert torch.equal(model.features[34].bias, W.fill_state_dict("vgg19")["features.34.bias"])
+    assert torch.equal(model.features[34].bias, S.fill_state_dict("vgg19")["features.34.bias"])
     model.features[34] = nn.Conv2d(512, 256, 3)
     diffs = W.check_manifest(model, "vgg19")
     assert diffs == ["shape mismatch features.34.weight: manifest [512, 512, 3, 3], module [256, 512, 3, 3]",

@@ -12,7 +12,7 @@ NET = "deep3dfacerecon_reconnet_resnet50"
 @pytest.fixture(scope="session")
 def recon_checkpoint(tmp_path_factory) -> Path:
     """A checkpoint in the released layout (fill-rule weights, exact keys)."""
-    from common.weights import make_smoke_checkpoint
+    from common.smoke_weights import make_smoke_checkpoint
 
     return make_smoke_checkpoint(NET, tmp_path_factory.mktemp("d3d_weights") / "epoch_20.pth")
 

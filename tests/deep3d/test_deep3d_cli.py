@@ -13,7 +13,7 @@ import scipy.io
 import torch
 
 from common.media import iter_frames, probe_video
-from common.weights import fill_state_dict
+from common.smoke_weights import fill_state_dict
 from Deep3DFaceRecon_pytorch.data import align
 from Deep3DFaceRecon_pytorch.data.keypoints import load_keypoints
 from Deep3DFaceRecon_pytorch.models.recon_net import build_recon_net

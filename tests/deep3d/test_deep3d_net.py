@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from common.io import UserError
-from common.weights import check_manifest, fill_state_dict, make_smoke_checkpoint
+from common.smoke_weights import fill_state_dict, make_smoke_checkpoint
+from common.weights import check_manifest
 from Deep3DFaceRecon_pytorch.face_recon_videos import load_model
 from Deep3DFaceRecon_pytorch.models.recon_net import COEFF_DIM, HEAD_DIMS, ReconNet, build_recon_net
 

@@ -117,7 +117,7 @@ def test_torchrun_shards_and_merges(tmp_path, golden, recon_checkpoint):
     # Same numbers as the network run in this process on the same aligned frames.
     import torch
 
-    from common.weights import fill_state_dict
+    from common.smoke_weights import fill_state_dict
     from Deep3DFaceRecon_pytorch.data import align
     from Deep3DFaceRecon_pytorch.data.frames import iter_media_frames
     from Deep3DFaceRecon_pytorch.models.recon_net import build_recon_net

@@ -15,6 +15,8 @@ BLOCK = re.compile(r"<!-- guide: (run|help) -->\n```bash\n(.*?)```", re.S)
 
 # Everything the test changes in the guide's commands, and why (docs/guide.md says the same).
 SUBSTITUTIONS: list[tuple[str, str, str]] = [
+    ("python -m common.weights fetch --all --accept_terms", "python -m common.weights make-smoke --all",
+     "no internet here: smoke-test weights in the released layouts"),
     ("--pairs 3 --frames 90", "--pairs 2 --frames 30", "a tiny dataset"),
     ("--max_epochs 500", "--max_epochs 1", "one epoch"),
     ("--output_dir runs/$task/rendered_recons", "--output_dir runs/$task/rendered_recons --allow_no_face",

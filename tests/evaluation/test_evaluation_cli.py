@@ -12,7 +12,8 @@ import pytest
 import scipy.io
 
 from common.media import read_video, write_video
-from common.weights import get_spec, make_smoke_checkpoint
+from common.smoke_weights import make_smoke_checkpoint
+from common.weights import get_spec
 from evaluation.metrics.engine import EvalSettings, Evaluator
 from evaluation.metrics.fid import FeatureCache
 

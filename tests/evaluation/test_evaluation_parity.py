@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from common.io import UserError
-from common.weights import check_manifest, fill_state_dict, load_pretrained, make_smoke_checkpoint
+from common.smoke_weights import fill_state_dict, make_smoke_checkpoint
+from common.weights import check_manifest, load_pretrained
 from evaluation.metrics import csim as csim_mod
 from evaluation.metrics.cpbd import cpbd
 from evaluation.metrics.fid import GaussianStats, fid_from_features, frechet_distance

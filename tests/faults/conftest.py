@@ -65,7 +65,7 @@ def run_ok(run_cli, module: str, *args) -> None:
 @pytest.fixture(scope="session")
 def ws(tmp_path_factory, run_cli) -> Workspace:
     from common.synthetic import generate
-    from common.weights import make_smoke_checkpoint
+    from common.smoke_weights import make_smoke_checkpoint
 
     root = tmp_path_factory.mktemp("faults")
     data = generate(root / "data", pairs=2, frames=N_FRAMES, seed=0)

@@ -207,3 +207,34 @@ def test_vico_eval_holds_still_roles(tmp_path):
     assert (clip.dyn_raw["listener"] == np.arange(73)).all()
     with pytest.raises(UserError, match="c.listener.bin: 1 frames"):
         load_clip(f, "c", stats, 45)
+
+
+def test_statistics_found_through_the_checkpoint_record(env, tmp_path):
+    """vico.train records the absolute features folder in its checkpoint (and run.json);
+    pipeline.generate reads it there, and falls back to run.json for older checkpoints."""
+    import shutil
+
+    from common import artifacts
+    from pipeline.generate import resolve_stats
+
+    feats = env["features"].resolve()
+    ck = artifacts.checkpoint_file(env["ckpt"]["speaker"])
+    assert artifacts.checkpoint_features(env["ckpt"]["speaker"]) == feats
+    run_json = ck.parent.parent / "run.json"
+    assert json.loads(run_json.read_text())["config"]["features"] == str(feats)
+    moved = tmp_path / "moved.pt"  # away from its run folder: no run.json to fall back on
+    shutil.copyfile(ck, moved)
+    assert resolve_stats(moved, None) == feats
+    old_run = tmp_path / "old_run"
+    (old_run / "checkpoints").mkdir(parents=True)
+    state = torch.load(ck, weights_only=False)
+    del state[artifacts.CHECKPOINT_FEATURES_KEY]  # as written before the record existed
+    torch.save(state, old_run / "checkpoints" / "epoch_001.pt")
+    with pytest.raises(UserError, match="cannot tell which statistics it was trained with"):
+        resolve_stats(old_run / "checkpoints" / "epoch_001.pt", None)
+    shutil.copyfile(run_json, old_run / "run.json")
+    assert resolve_stats(old_run / "checkpoints" / "epoch_001.pt", None) == feats
+    state[artifacts.CHECKPOINT_FEATURES_KEY] = str(tmp_path / "gone")
+    torch.save(state, moved)
+    with pytest.raises(UserError, match=r"the features folder it was trained on, .*gone, no longer holds"):
+        resolve_stats(moved, None)

@@ -13,7 +13,7 @@ from common.media import write_video, write_wav
 @pytest.fixture(scope="session")
 def pir_weights(tmp_path_factory) -> dict[str, Path]:
     """Smoke-test (fill-rule) files in the released layouts: PIRender checkpoint and VGG19."""
-    from common.weights import make_smoke_checkpoint
+    from common.smoke_weights import make_smoke_checkpoint
 
     d = tmp_path_factory.mktemp("pir_weights")
     return {

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from common.io import UserError
-from common.weights import check_manifest, fill_state_dict
+from common.smoke_weights import fill_state_dict
+from common.weights import check_manifest
 from PIRender.engine.checkpoint import load_generator
 from PIRender.engine.render import Renderer, driving_windows
 from PIRender.models import FaceGenerator, GeneratorConfig

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from common.io import UserError
-from common.weights import check_manifest, fill_state_dict
+from common.smoke_weights import fill_state_dict
+from common.weights import check_manifest
 from PIRender.losses import PerceptualLoss, VGG19Features, gram_matrix
 from PIRender.training.config import TrainConfig, load_config
 from PIRender.training.trainer import FaceTrainer

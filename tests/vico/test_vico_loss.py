@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from common.weights import fill_state_dict
+from common.smoke_weights import fill_state_dict
 from vico.losses import DEFAULT_WEIGHTS, GROUPS, TERM_NAMES, loss_terms, vico_loss
 from vico.models import CONFIGS, MANIFESTS, build_model
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from common.io import UserError
-from common.weights import check_manifest, fill_state_dict, manifest_shapes
+from common.smoke_weights import fill_state_dict
+from common.weights import check_manifest, manifest_shapes
 from vico.models import CONFIGS, MANIFESTS, build_model, config_from_dict, resolve_config
 
 TASKS = ("listener", "speaker")

@@ -13,27 +13,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
-import torch
 
 from common import artifacts
-from common.artifacts import FEATURE_SET_FILE
-from common.coeffs import DYN_KEY, FIXED_KEY, VICO_DYN
+from common.coeffs import DYN_KEY, FIXED_KEY
 from common.dataset import clip_name
 from common.io import UserError
 
 log = logging.getLogger(__name__)
-
-
-def _as_array(x: Any, path: Path, what: str) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    try:
-        return np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise UserError(f"{path}: {what} is not a numeric array") from None
 
 
 def _check_2d(arr: np.ndarray, width: int, path: Path, what: str) -> None:
@@ -70,26 +59,21 @@ class FeatureStats:
 
 
 def load_stats(features: Path, audio_dim: int) -> FeatureStats:
-    """Read both mean/std files and check their widths."""
-    ap, vp = features / "audio_feats_mean_std.bin", features / "video_feats_mean_std.bin"
-    a, v = artifacts.load_torch_file(ap), artifacts.load_torch_file(vp)
-    try:
-        am, astd = _as_array(a["mean"], ap, "mean"), _as_array(a["std"], ap, "std")
-        dm, dstd = _as_array(v[DYN_KEY]["mean"], vp, "mean"), _as_array(v[DYN_KEY]["std"], vp, "std")
-    except (KeyError, TypeError, IndexError):
-        raise UserError(f"{ap} / {vp}: not mean/std files (expected {{'mean','std'}} and "
-                        f"{{'{DYN_KEY}': {{'mean','std'}}, ...}})") from None
-    for arr, p, w in ((am, ap, audio_dim), (astd, ap, audio_dim), (dm, vp, VICO_DYN.dim), (dstd, vp, VICO_DYN.dim)):
-        if arr.shape != (w,):
-            raise UserError(f"{p}: statistics have shape {arr.shape}, expected ({w},)")
+    """Read both mean/std files of a features folder (common.artifacts) and check their widths."""
+    am, astd = artifacts.load_audio_stats(features / artifacts.AUDIO_STATS_FILE, audio_dim)
+    vp = features / artifacts.VIDEO_STATS_FILE
+    video = artifacts.load_video_stats(vp)
+    if DYN_KEY not in video:
+        raise UserError(f"{vp}: no '{DYN_KEY}' statistics")
+    dm, dstd = video[DYN_KEY]
     return FeatureStats(am, astd, dm, dstd)
 
 
 def read_feature_set(features: Path) -> dict | None:
     """The audio feature set recorded by preprocess next to the features (None when absent)."""
-    d = artifacts.read_feature_set(features / "audio_feats")
+    d = artifacts.read_feature_set(features / artifacts.AUDIO_FEATS_DIR)
     if d is not None and not isinstance(d, dict):
-        raise UserError(f"{features / 'audio_feats' / FEATURE_SET_FILE}: expected a JSON object")
+        raise UserError(f"{artifacts.feature_set_path(features)}: expected a JSON object")
     return d
 
 
@@ -97,7 +81,7 @@ def check_feature_set(features: Path, audio_dim: int, feature_set: str | None = 
     """Compare the audio features' recorded set and width with the model config; returns the
     recorded feature set name (None when preprocess wrote no record, which only warns)."""
     d = read_feature_set(features)
-    p = features / "audio_feats" / FEATURE_SET_FILE
+    p = artifacts.feature_set_path(features)
     if d is None:
         log.warning("%s not found: cannot check which audio feature set the features are", p)
         return None
@@ -140,19 +124,19 @@ def load_clip(features: Path, uuid: str, stats: FeatureStats, audio_dim: int,
 
     A role in ``still_roles`` (filmed as one still image) may have single-frame video features:
     that frame is held for the whole clip."""
-    ap = features / "audio_feats" / f"{uuid}.npy"
+    ap = artifacts.audio_feats_path(features, uuid)
     if not ap.is_file():
         raise UserError(f"{ap}: audio features not found")
     try:
         audio = np.load(ap, allow_pickle=False)
     except (ValueError, OSError) as e:
         raise UserError(f"{ap}: cannot read ({e})") from None
-    audio = _as_array(audio, ap, "audio features")
+    audio = artifacts.as_float64(audio, ap, "audio features")
     _check_2d(audio, audio_dim, ap, "audio features")
     n = len(audio)
     dyn, raw, fixed = {}, {}, {}
     for role in ("speaker", "listener"):
-        vp = features / "video_feats" / f"{clip_name(uuid, role)}.bin"
+        vp = artifacts.video_feats_path(features, clip_name(uuid, role))
         if not vp.is_file():
             raise UserError(f"{vp}: video features of the {role} not found")
         d, f = load_video_feats(vp)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
+from common.config import from_dict, read_yaml
 from common.io import UserError
 
 TASKS = ("speaker", "listener")
@@ -83,12 +84,7 @@ def config_from_dict(d: dict[str, Any], source: str = "config") -> ModelConfig:
     family = d.get("family")
     if family not in _FAMILIES:
         raise UserError(f"{source}: 'family' must be one of {list(_FAMILIES)} (or give 'base'), got {family!r}")
-    cls = _FAMILIES[family]
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise UserError(f"{source}: unknown {family} config field(s) {unknown}; known: {sorted(names)}")
-    return cls(**d)
+    return from_dict(_FAMILIES[family], d, source, what=f"{family} config field")
 
 
 def resolve_config(name_or_path: str | None, task: str) -> ModelConfig:
@@ -104,14 +100,7 @@ def resolve_config(name_or_path: str | None, task: str) -> ModelConfig:
         p = Path(name_or_path)
         if p.suffix not in (".yaml", ".yml", ".json") :
             raise UserError(f"unknown config {name_or_path!r}: give one of {', '.join(CONFIGS)} or a .yaml file")
-        if not p.is_file():
-            raise UserError(f"{p}: config file not found")
-        import yaml
-
-        try:
-            data = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as e:
-            raise UserError(f"{p}: not valid YAML ({' '.join(str(e).split())})") from None
+        data = read_yaml(p)
         if isinstance(data, dict) and "model" in data and isinstance(data["model"], dict):
             data = data["model"]
         cfg = config_from_dict(data or {}, source=str(p))

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from common.artifacts import CHECKPOINT_FEATURES_KEY, LATEST, checkpoint_file
 from common.io import UserError, atomic_path, versions, write_text_atomic
 from common.weights import load_state_dict_strict
 
@@ -24,7 +25,6 @@ from ..models import ModelConfig, build_model, config_from_dict
 
 log = logging.getLogger(__name__)
 FORMAT = "vico-checkpoint-v1"
-LATEST = "latest"
 
 
 def checkpoint_name(epoch: int) -> str:
@@ -47,8 +47,9 @@ def set_rng_state(st: dict[str, Any]) -> None:
 
 
 def save_checkpoint(ckpt_dir: Path, epoch: int, model: nn.Module, optimizer, scheduler, rng: list,
-                    config: ModelConfig, train: dict, world_size: int) -> Path:
-    """Write epoch_NNN.pt atomically, then point ``latest`` at it."""
+                    config: ModelConfig, train: dict, world_size: int, features: str | None = None) -> Path:
+    """Write epoch_NNN.pt atomically, then point ``latest`` at it. ``features``: the absolute
+    features folder of the training (its mean/std files normalise the model's inputs and outputs)."""
     path = ckpt_dir / checkpoint_name(epoch)
     state = {
         "format": FORMAT,
@@ -61,6 +62,7 @@ def save_checkpoint(ckpt_dir: Path, epoch: int, model: nn.Module, optimizer, sch
         "train": train,
         "world_size": world_size,
         "versions": versions(),
+        CHECKPOINT_FEATURES_KEY: features,
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -78,23 +80,8 @@ def resolve_resume(resume: str | None, ckpt_dir: Path) -> Path | None:
         if not p.is_file():
             log.info("--resume auto: no checkpoint in %s yet, starting from scratch", ckpt_dir)
             return None
-        return _from_pointer(p)
-    p = Path(resume)
-    if p.is_dir():
-        ptr = p / LATEST if (p / LATEST).is_file() else p / "checkpoints" / LATEST
-        if not ptr.is_file():
-            raise UserError(f"{p}: no '{LATEST}' checkpoint pointer in this folder")
-        return _from_pointer(ptr)
-    if not p.is_file():
-        raise UserError(f"{p}: checkpoint not found")
-    return p
-
-
-def _from_pointer(ptr: Path) -> Path:
-    target = ptr.parent / ptr.read_text().strip()
-    if not target.is_file():
-        raise UserError(f"{ptr}: points to {target.name}, which does not exist")
-    return target
+        return checkpoint_file(p)
+    return checkpoint_file(resume)
 
 
 def read_checkpoint(path: Path) -> dict:

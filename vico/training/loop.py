@@ -165,7 +165,9 @@ def _train(cfg: TrainConfig, info) -> int:
     elif cfg.init_from:
         log.info("resuming %s: --init_from %s is not used", ckpt_path, cfg.init_from)
 
-    report = RunReport("vico.train", {"train": cfg, "model": model_cfg, "world_size": info.world_size}, out)
+    features = str(features_dir(cfg.data, cfg.features).resolve())  # recorded for pipeline.generate
+    report = RunReport("vico.train", {"train": cfg, "model": model_cfg, "world_size": info.world_size,
+                                      "features": features}, out)
     clips, _, feature_set = load_split(cfg.data, cfg.features, cfg.split_csv, model_cfg.audio_dim, report,
                                        model_cfg.audio_feature_set)
     if not clips:
@@ -250,7 +252,7 @@ def _train(cfg: TrainConfig, info) -> int:
                      rec["seconds"])
             if (epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.max_epochs:
                 save_checkpoint(out / "checkpoints", epoch + 1, model, opt, sched, rngs, model_cfg,
-                                dataclasses.asdict(cfg), info.world_size)
+                                dataclasses.asdict(cfg), info.world_size, features=features)
         barrier(info)
     if info.is_main:
         report.write()
