@@ -115,11 +115,9 @@ def backend_options(cfg: KeypointConfig) -> dict:
     return {"arch": cfg.tddfa_arch, "boxes": cfg.tddfa_boxes, "weights_dir": cfg.weights_dir}
 
 
-def _init_worker(backend: str, device: str, options: dict | None = None) -> None:
+def _init_worker(backend: str, device: str, threads: int, options: dict | None = None) -> None:
     global _BACKEND  # noqa: PLW0603 - one backend per worker process
-    import torch
-
-    torch.set_num_threads(1)
+    dist.configure_threads(threads)
     _BACKEND = get_backend(backend, device=device, **(options or {}))
 
 
@@ -175,15 +173,16 @@ def run(cfg: KeypointConfig, info: dist.DistInfo, backend=None) -> RunReport:
     device = str(info.device) if cfg.backend in ("fan", "3ddfa_v2") else "cpu"
     workers = max(1, min(cfg.workers, len(tasks)))
     bar = tqdm(total=len(tasks), unit="video", desc="landmarks", disable=not info.is_main, leave=False)
+    threads = max(1, dist.thread_count() // workers)  # this process's CPUs, shared by its workers
     if backend is not None:
         _BACKEND, workers = backend, 1
     if workers == 1:
         if backend is None:
-            _init_worker(cfg.backend, device, backend_options(cfg))
+            _init_worker(cfg.backend, device, threads, backend_options(cfg))
         results = map(_work, tasks)
         pool = None
     else:
-        pool = mp.get_context("spawn").Pool(workers, _init_worker, (cfg.backend, device, backend_options(cfg)))
+        pool = mp.get_context("spawn").Pool(workers, _init_worker, (cfg.backend, device, threads, backend_options(cfg)))
         results = pool.imap_unordered(_work, tasks)
     try:
         for name, err, n, n_found in results:
