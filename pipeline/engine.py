@@ -28,7 +28,7 @@ import torch
 
 from common import artifacts
 from common.dataset import clip_name
-from common.dist import DistInfo, pick_device
+from common.dist import DistInfo, configure_threads, pick_device
 from common.io import UserError
 from common.media import MediaError
 from common.weights import is_smoke
@@ -80,6 +80,7 @@ class Engine:
     def __init__(self, recon_checkpoint: Path, pirender_checkpoint: Path, device: str = "auto",
                  local_rank: int = 0):
         self.device = pick_device(None if device == "auto" else device, local_rank)
+        configure_threads()  # the stage command lines' thread policy ($OMP_NUM_THREADS, else the CPUs)
         self.info = DistInfo(device=self.device)  # each clip alone: no sharding inside the steps
         self.recon_checkpoint = Path(recon_checkpoint)
         self.pirender_checkpoint = Path(pirender_checkpoint)
