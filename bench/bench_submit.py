@@ -42,7 +42,8 @@ def setup(root: Path, clips: int, frames: int) -> tuple[Path, Path, Path]:
     import torch
 
     from common.synthetic import generate
-    from common.weights import get_spec, make_smoke_checkpoint
+    from common.smoke_weights import make_smoke_checkpoint
+    from common.weights import get_spec
     from tests.vico.conftest import make_features  # small features in the exact preprocess formats
     from vico.train import main as train_main
 

@@ -61,7 +61,8 @@ def challenge(tmp_path_factory) -> dict:
 
     from common.faces import get_backend
     from common.synthetic import generate
-    from common.weights import get_spec, make_smoke_checkpoint
+    from common.smoke_weights import make_smoke_checkpoint
+    from common.weights import get_spec
     from tests.vico.conftest import make_features
     from vico.train import main as train_main
 
