@@ -145,8 +145,10 @@ def _work(task: tuple[str, str, str, int]) -> tuple[str, str | None, int, int]:
     return name, None, n, n_found
 
 
-def run(cfg: KeypointConfig, info: dist.DistInfo) -> RunReport:
-    """Extract this rank's share of the inputs; returns this rank's report."""
+def run(cfg: KeypointConfig, info: dist.DistInfo, backend=None) -> RunReport:
+    """Extract this rank's share of the inputs; returns this rank's report. ``backend``: a
+    landmark backend built once by the caller (batched generation), used in this process."""
+    global _BACKEND  # noqa: PLW0603 - the in-process worker's backend
     in_root, out_root = Path(cfg.input_dir), Path(cfg.output_dir)
     report = RunReport(STAGE, cfg, out_root)
     tasks = []
@@ -172,8 +174,11 @@ def run(cfg: KeypointConfig, info: dist.DistInfo) -> RunReport:
     workers = max(1, min(cfg.workers, len(tasks)))
     bar = Progress(len(tasks), desc="landmarks", unit="video", enabled=info.is_main)
     threads = max(1, dist.thread_count() // workers)  # this process's CPUs, shared by its workers
+    if backend is not None:
+        _BACKEND, workers = backend, 1
     if workers == 1:
-        _init_worker(cfg.backend, device, threads, backend_options(cfg))
+        if backend is None:
+            _init_worker(cfg.backend, device, threads, backend_options(cfg))
         results = map(_work, tasks)
         pool = None
     else:

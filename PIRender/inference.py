@@ -143,7 +143,8 @@ def run(cfg: InferenceConfig) -> int:
         cleanup(info)
 
 
-def _run(cfg: InferenceConfig, info) -> int:
+def _run(cfg: InferenceConfig, info, gen=None) -> int:
+    """Render ``cfg``'s videos; ``gen``: a generator loaded once by the caller (batched generation)."""
     if cfg.batch_size < 1:
         raise UserError(f"--batch_size must be >= 1, got {cfg.batch_size}")
     audio_dir = Path(cfg.audio_dir) if cfg.audio_dir else None
@@ -158,7 +159,8 @@ def _run(cfg: InferenceConfig, info) -> int:
         names = list(dict.fromkeys(cfg.names))
     if not names:
         raise UserError(f"{db.db_path}: no videos in the LMDB")
-    gen = load_generator(cfg.checkpoint, device=info.device)
+    if gen is None:
+        gen = load_generator(cfg.checkpoint, device=info.device)
     cuda = info.device.type == "cuda"
     precision = cfg.precision
     channels_last = cfg.channels_last == "on" or (cfg.channels_last == "auto" and cuda)

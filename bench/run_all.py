@@ -21,6 +21,7 @@ GOALS = {
     "bench_pirender": ">= 0.9 on CPU",
     "bench_recon": ">= 0.8 on CPU, >= 0.7 with one core busy (peak memory 1800/300 frames <= 1.2; --detect_every 5 >= 3x at < 1 px)",
     "bench_vico": ">= 2.5x on CPU, identical loss",
+    "bench_submit": ">= 3x lower per-clip overhead (wall - network time) than the per-clip command chain",
 }
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent

@@ -15,6 +15,7 @@ from common.io import run_cli
 COMMANDS: dict[str, str] = {
     "vico-demo": "pipeline.demo",
     "vico-generate": "pipeline.generate",
+    "vico-submit": "pipeline.submit",
     "vico-report": "pipeline.report",
     "vico-evaluate": "evaluation.evaluate",
     "vico-score": "evaluation.score",

@@ -5,8 +5,8 @@ speaking, with the speech as its sound track. Listening head (the listener task)
 speaker (its audio track and its motion) and a photo of the listener give a video of that
 listener reacting to the speaker.
 
-A tiny one-clip dataset in the ViCo layout is built in a work folder and every stage runs through
-its own command line, as in the demo: landmarks and 3DMM coefficients of the photo (and of the
+A tiny one-clip dataset in the ViCo layout is built in a work folder and every stage runs in this
+process through its public Python API (pipeline.engine; each model loaded once): landmarks and 3DMM coefficients of the photo (and of the
 speaker video), audio features, vico motion with the trained checkpoint, PIRender frames with
 the photo as the reference frame, muxed with the speech. The output has round(audio seconds x
 30) frames at 256x256 (listening head: the speaker video's frames), H.264 with AAC audio; the
@@ -30,7 +30,8 @@ from common.io import (UserError, atomic_path, config_to_dict, read_json, run_cl
                        write_json_atomic)
 from common.media import (FPS, MediaError, VideoWriter, iter_frames, load_audio, load_audio_track,
                           probe_video, write_wav)
-from pipeline.runner import REPO, Runner, Step, StepFailed
+from pipeline.engine import ClipJob, Engine
+from pipeline.runner import REPO, StepFailed
 
 log = logging.getLogger("pipeline.generate")
 
@@ -77,6 +78,7 @@ class GenerateConfig:
     device: str = "auto"
     fps: int = FPS
     clean: bool = False                    # remove the work folder after success
+    record: Path | None = None             # where OUT.json goes (default: beside OUT)
 
     @property
     def face(self) -> Path:
@@ -140,7 +142,8 @@ def resolve(cfg: GenerateConfig) -> GenerateConfig:
     if cfg.out.suffix.lower() != ".mp4":
         raise UserError(f"{cfg.out}: the output must be an .mp4 file")
     inputs = ((cfg.audio, "--audio"), (cfg.image, "--image")) if cfg.task == "speaker" else \
-        ((cfg.speaker_video, "--speaker_video"), (cfg.listener_image, "--listener_image"))
+        ((cfg.speaker_video, "--speaker_video"), (cfg.listener_image, "--listener_image"),
+         *([(cfg.audio, "--audio")] if cfg.audio is not None else []))
     for p, flag in inputs:
         if not p.is_file():
             raise UserError(f"{p}: file not found ({flag})")
@@ -267,8 +270,9 @@ def read_inputs(cfg: GenerateConfig) -> Inputs:
                              f"(re-encode it first, e.g. ffmpeg -i IN -r {cfg.fps} OUT.mp4)")
         if info.n_frames < 2:
             raise MediaError(f"{cfg.speaker_video}: {info.n_frames} frame(s); at least two are needed")
-        samples, sr = load_audio_track(cfg.speaker_video)
-        source = cfg.speaker_video
+        # the speech: the video's own track, or a separate file (the challenge's audios/<uuid>.wav)
+        source = cfg.audio or cfg.speaker_video
+        samples, sr = load_audio(cfg.audio) if cfg.audio is not None else load_audio_track(cfg.speaker_video)
     _check_sound(samples, source)
     return Inputs(face, samples, sr, source)
 
@@ -318,42 +322,23 @@ def build_dataset(cfg: GenerateConfig, inp: Inputs) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# The steps
+# The steps (pipeline.engine runs them in this process, each model loaded once)
 # ---------------------------------------------------------------------------------------------
 
-def build_steps(cfg: GenerateConfig) -> list[Step]:
-    """Each step is a stage's command line on the work folder; they share only files."""
-    w, task = cfg.work_dir, cfg.task
-    data, feats = w / "data", w / "features"
-    still = ["speaker", "listener"] if task == "speaker" else ["listener"]
-    return [
-        Step("validate", "common.dataset", ["validate", data], "check the one-clip dataset"),
-        Step("landmarks", "Deep3DFaceRecon_pytorch.extract_kp_videos",
-             ["--input_dir", w / "recon_inputs", "--output_dir", w / "keypoints"],
-             "68-point landmarks of the photo" + (" and the speaker video" if task == "listener" else "")),
-        Step("recon", "Deep3DFaceRecon_pytorch.face_recon_videos",
-             ["--input_dir", w / "recon_inputs", "--keypoint_dir", w / "keypoints", "--output_dir", w / "recons",
-              "--checkpoint", cfg.recon_checkpoint, "--device", cfg.device], "257-d 3DMM coefficients"),
-        Step("audio_features", "preprocess.extract_audio_features",
-             ["--input_audio_folder", data / "audios", "--video_folder", data / "videos",
-              "--output_folder", feats / artifacts.AUDIO_FEATS_DIR, "--feature_set", cfg.feature_set],
-             f"{cfg.feature_set} audio features per video frame"),
-        Step("rearrange", "preprocess.rearrange_recon_coeffs",
-             ["--input_folder", w / "recons", "--output_folder", feats / artifacts.VIDEO_FEATS_DIR],
-             "coefficients re-split for vico"),
-        Step("motion", "vico.eval",
-             ["--task", task, "--data", data, "--features", feats, "--resume", cfg.checkpoint,
-              "--output_path", w / "generated", "--split_csv", data / "test.csv", "--batch_size", 1,
-              "--device", cfg.device, "--still_roles", *still],
-             f"{task} motion from the trained model"),
-        Step("lmdb", "PIRender.prepare_vox_lmdb",
-             ["--path", data / "videos", "--coeff_3dmm_path", w / "generated" / "recon_coeffs",
-              "--out", w / "vox_lmdb", "--n_worker", 1], "pack the reference frames and the motion"),
-        Step("render", "PIRender.inference",
-             ["--input", w / "vox_lmdb", "--checkpoint", cfg.pirender_checkpoint, "--output_dir", w / "rendered",
-              "--audio_dir", data / "audios", "--names", clip_name(UUID, task), "--device", cfg.device],
-             "render the frames, mux the speech"),
-    ]
+def make_engine(cfg: GenerateConfig) -> Engine:
+    """The engine for ``cfg``, with every check done before the first step: the device, the vico
+    checkpoint (readable, of ``cfg.task``) and the weights files; smoke-test weights are stated."""
+    engine = Engine(cfg.recon_checkpoint, cfg.pirender_checkpoint, cfg.device)
+    engine.load_all({cfg.task: cfg.checkpoint})
+    for p in engine.smoke_weights():
+        log.warning("%s: smoke-test weights (fill-rule values, not the released file): the video shows "
+                    "no real face", p)
+    return engine
+
+
+def clip_job(cfg: GenerateConfig) -> ClipJob:
+    still = ("speaker", "listener") if cfg.task == "speaker" else ("listener",)
+    return ClipJob(cfg.work_dir, UUID, cfg.task, cfg.checkpoint, cfg.feature_set, still)
 
 
 def stage_error(logfile: Path) -> str:
@@ -381,14 +366,15 @@ def _inputs_of(cfg: GenerateConfig, step: str) -> str:
     return f"work copies of {', '.join(map(str, got))}; " if got else ""
 
 
-def generate(cfg: GenerateConfig) -> dict:
-    """Run everything; returns the summary written to OUT.json."""
+def generate(cfg: GenerateConfig, engine: Engine | None = None) -> dict:
+    """Run everything; returns the summary written to OUT.json. ``engine``: models already loaded
+    (the Python API and batch submission pass theirs), else one is made for this clip."""
+    engine = engine or make_engine(cfg)
     inputs = read_inputs(cfg)
     prepare_work_dir(cfg.work_dir)
     facts = build_dataset(cfg, inputs)
-    runner = Runner(cfg.work_dir, build_steps(cfg))
     try:
-        results = runner.run(runner.steps)
+        results = engine.run_clip(clip_job(cfg))
     except StepFailed as e:
         log.error("%s", e)  # the step, its log file and the log's last lines
         raise UserError(f"step '{e.step}' failed: {stage_error(e.logfile) or f'exit {e.code}'} "
@@ -400,15 +386,19 @@ def generate(cfg: GenerateConfig) -> dict:
                         f"{facts['frames']} of {SIZE}x{SIZE}")
     with atomic_path(cfg.out) as tmp:
         shutil.copyfile(rendered, tmp)
+    smoke = engine.smoke_weights()
     summary = {"config": config_to_dict(cfg),
+               "weights": {"recon": str(cfg.recon_checkpoint), "pirender": str(cfg.pirender_checkpoint),
+                           "smoke_test": smoke},
                "video": {"path": str(cfg.out), "frames": info.n_frames, "seconds": facts["seconds"],
                          "fps": cfg.fps, "width": info.width, "height": info.height},
                "steps": results}
-    write_json_atomic(cfg.out.with_suffix(".json"), summary)
+    record = cfg.record or cfg.out.with_suffix(".json")
+    write_json_atomic(record, summary)
     if cfg.clean:
         shutil.rmtree(cfg.work_dir)
-    log.info("wrote %s (%d frames, %.2f s) and %s", cfg.out, info.n_frames, facts["seconds"],
-             cfg.out.with_suffix(".json").name)
+    log.info("wrote %s (%d frames, %.2f s) and %s%s", cfg.out, info.n_frames, facts["seconds"],
+             record.name, " (smoke-test weights: not a real face)" if smoke else "")
     return summary
 
 
@@ -445,7 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--fps", type=int, default=FPS, choices=[FPS],
                     help="frame rate; the models and PIRender work at 30 fps only")
     ap.add_argument("--clean", action="store_true", help="remove the work folder after success")
-    ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    ap.add_argument("--verbose", action="store_true", help="debug logging")
     args = ap.parse_args(argv)
     setup_logging(args.verbose)
     talking = args.audio is not None or args.image is not None

@@ -76,13 +76,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         cleanup(info)
 
 
-def _eval(args: argparse.Namespace, info) -> int:
-    if args.resume == "auto":
+def load_eval_model(resume: str, task: str, config: str | None, device) -> tuple:
+    """(model on ``device``, model config, checkpoint metadata, checkpoint path) of ``--resume``."""
+    if resume == "auto":
         raise UserError("--resume needs a checkpoint file or a run's checkpoints folder for vico.eval ('auto' is for training)")
-    p = Path(args.resume)
-    ckpt = resolve_resume(str(p.parent) if p.name == "latest" else args.resume, Path(args.output_path))
-    model, cfg, meta = load_model_for_eval(ckpt, args.task, resolve_config(args.config, args.task))
-    model = model.to(info.device)
+    p = Path(resume)
+    ckpt = resolve_resume(str(p.parent) if p.name == "latest" else resume, p)
+    model, cfg, meta = load_model_for_eval(ckpt, task, resolve_config(config, task))
+    return model.to(device), cfg, meta, ckpt
+
+
+def _eval(args: argparse.Namespace, info, loaded: tuple | None = None) -> int:
+    """Generate the split; ``loaded``: load_eval_model's result, loaded once by the caller."""
+    model, cfg, meta, ckpt = loaded or load_eval_model(args.resume, args.task, args.config, info.device)
     fdir = features_dir(args.data, args.features)
     if not fdir.is_dir():
         raise UserError(f"{fdir}: features folder not found (run the preprocess stage, or pass --features)")

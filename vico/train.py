@@ -40,6 +40,9 @@ examples:
       --output_path runs/speaker --batch_size 4
   # continue where a run stopped (optimizer, schedule, RNG and epoch included)
   python -m vico.train --task listener --data data/listening_head --output_path runs/listener --resume auto
+  # fine-tune from an original Epoch_NNN.bin (weights only; optimizer, schedule and epochs start fresh)
+  python -m vico.train --task speaker --data data/listening_head --output_path runs/speaker_ft \\
+      --init_from saved/baseline_speaker/checkpoints/Epoch_500.bin --max_epochs 20 --lr 0.0005
   # the 2022 winner's residual variant, or your own YAML (fields of the config; 'base: NAME')
   python -m vico.train --task listener --config residual_listener --data ... --output_path ...
 """
@@ -67,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (features are in RAM)")
     p.add_argument("--device", default="auto", help="auto (this rank's GPU if any, else CPU), cpu, cuda")
     p.add_argument("--resume", default=None, help="checkpoint file, checkpoints folder, or 'auto' (this run's latest)")
+    p.add_argument("--init_from", default=None, metavar="FILE",
+                   help="start from these weights, fresh optimizer and epochs (fine-tuning): an original "
+                        "Epoch_NNN.bin or our epoch_NNN.pt / checkpoints folder / 'latest'")
     p.add_argument("--save_every", type=int, default=1, help="write a checkpoint every N epochs (and the last)")
     add_run_folder_args(p)
     p.add_argument("--verbose", action="store_true", help="debug logging")

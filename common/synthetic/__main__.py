@@ -18,13 +18,20 @@ layouts:
   full       the original release's layout, input of preprocess.convert: anno.csv (audio,
              listener, speaker, data_split, speaker_id, listener_id, attitude),
              videos/<speaker>.mp4, videos/<listener>.mp4, audios/<audio>.wav
-  meta/      (both layouts) <uuid or audio>.json: the known per-frame motion, true landmarks,
+  challenge_val   the released validation layout: audios/<uuid>.wav, videos/<uuid>.speaker.mp4,
+                  first_frames/<uuid>.{speaker,listener}.jpg (first frame of the expected result),
+                  ref_images/<person_id>.jpg (each person at rest), val.csv (video_id, uuid,
+                  speaker_id, listener_id); the ground truth videos/<uuid>.listener.mp4 is kept
+                  for scoring
+  challenge_test  the same for the test set (test.csv), without videos/<uuid>.listener.mp4
+  meta/      (every layout) <uuid or audio>.json: the known per-frame motion, true landmarks,
              speech pauses and audio envelope of each pair
 
 examples:
   python -m common.synthetic --out data/synthetic
   python -m common.synthetic --out /tmp/vico_small --pairs 4 --frames 150 --seed 3
   python -m common.synthetic --out /tmp/vico_full --layout full --pairs 2
+  python -m common.synthetic --out /tmp/vico_val --layout challenge_val --pairs 3 --frames 30
 """
 
 

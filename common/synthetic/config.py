@@ -5,7 +5,8 @@ from dataclasses import dataclass
 
 from common.io import UserError
 
-LAYOUTS = ("challenge", "full")
+LAYOUTS = ("challenge", "full", "challenge_val", "challenge_test")
+RELEASED = {"challenge_val": "val", "challenge_test": "test"}  # released evaluation layouts -> csv stem
 
 
 @dataclass

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 from common.progress import progress
 
-from common.io import RunReport, UserError, is_complete, write_text_atomic
-from common.synthetic.config import SyntheticConfig
+from common.io import RunReport, UserError, atomic_path, is_complete, write_text_atomic
+from common.synthetic.config import RELEASED, SyntheticConfig
 from common.synthetic.audio import SpeechPlan, frame_rms, openness, plan_speech, synthesize, voiced_envelope
 from common.synthetic.motion import FIELDS, listener_motion, speaker_motion
 from common.synthetic.render import FaceRig, Identity, load_identities
@@ -86,6 +86,16 @@ def pair_names(seed: int, pairs: int) -> list[PairNames]:
 
 
 def _outputs(cfg: SyntheticConfig, root: Path, p: PairNames) -> dict[str, Path]:
+    if cfg.layout in RELEASED:
+        outs = {"speaker": root / "videos" / f"{p.uuid}.speaker.mp4",
+                "listener": root / "videos" / f"{p.uuid}.listener.mp4",
+                "audio": root / "audios" / f"{p.uuid}.wav",
+                "first_speaker": root / "first_frames" / f"{p.uuid}.speaker.jpg",
+                "first_listener": root / "first_frames" / f"{p.uuid}.listener.jpg",
+                "meta": root / "meta" / f"{p.uuid}.json"}
+        if cfg.layout == "challenge_test":  # the expected listener video is not released
+            outs["listener"] = root / ".gt_tmp" / f"{p.uuid}.listener.mp4"
+        return outs
     if cfg.layout == "challenge":
         return {"speaker": root / "videos" / f"{p.uuid}.speaker.mp4",
                 "listener": root / "videos" / f"{p.uuid}.listener.mp4",
@@ -103,9 +113,40 @@ def _settings(cfg: SyntheticConfig) -> dict:
             "sample_rate": cfg.sample_rate, "crf": cfg.crf, "layout": cfg.layout, "format": META_FORMAT}
 
 
+def _transient(cfg: SyntheticConfig) -> set[str]:
+    """Outputs rendered only to be dropped (the test layout's ground-truth listener video)."""
+    return {"listener"} if cfg.layout == "challenge_test" else set()
+
+
+def _save_jpg(path: Path, frame: np.ndarray) -> None:
+    from PIL import Image
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(frame).save(tmp, format="JPEG", quality=95)
+
+
+def _write_ref_images(cfg: SyntheticConfig, root: Path, names: list[PairNames], identities, backend) -> None:
+    """ref_images/<person_id>.jpg: each person's photo at rest (no motion), once per person id."""
+    for p in names:
+        for role, person in (("speaker", p.speaker_person), ("listener", p.listener_person)):
+            out = root / "ref_images" / f"{person}.jpg"
+            if is_complete(out) and not cfg.overwrite:
+                continue
+            if p.mirrored not in identities:
+                if backend is None:
+                    from common.faces import get_backend
+
+                    backend = get_backend("dlib")
+                identities[p.mirrored] = load_identities(backend, mirrored=p.mirrored)
+            rest = {k: 0.0 for k in FIELDS}
+            rest["scale"] = 1.0
+            frame, _ = FaceRig(identities[p.mirrored][person], cfg.size).render(rest)
+            _save_jpg(out, frame)
+
+
 def _is_current(cfg: SyntheticConfig, outs: dict[str, Path]) -> bool:
     """All files of the pair exist and its meta was written with the same settings."""
-    if not all(is_complete(o) for o in outs.values()):
+    if not all(is_complete(o) for k, o in outs.items() if k not in _transient(cfg)):
         return False
     try:
         return json.loads(outs["meta"].read_text()).get("settings") == _settings(cfg)
@@ -122,6 +163,11 @@ def _csv_text(header: tuple[str, ...], rows: list[tuple]) -> str:
 
 
 def _write_index(cfg: SyntheticConfig, root: Path, names: list[PairNames]) -> list[Path]:
+    if cfg.layout in RELEASED:  # one csv with every pair: the released split
+        path = root / f"{RELEASED[cfg.layout]}.csv"
+        write_text_atomic(path, _csv_text(INDEX_COLUMNS, [(p.video_id, p.uuid, p.speaker_person,
+                                                             p.listener_person) for p in names]))
+        return [path]
     if cfg.layout == "full":
         rows = [(p.audio, p.listener, p.speaker, p.split, p.speaker_person, p.listener_person, p.attitude)
                 for p in names]
@@ -142,15 +188,19 @@ def _round(x: np.ndarray, nd: int) -> list:
     return np.round(np.asarray(x, dtype=np.float64), nd).tolist()
 
 
-def _render_role(rig: FaceRig, motion: dict[str, np.ndarray], path: Path, cfg: SyntheticConfig) -> np.ndarray:
-    """Render and encode one role's video; returns its true landmarks (N, 68, 2)."""
-    from common.media import VideoWriter
+def _render_role(rig: FaceRig, motion: dict[str, np.ndarray], path: Path, cfg: SyntheticConfig,
+                 first: Path | None = None) -> np.ndarray:
+    """Render and encode one role's video; returns its true landmarks (N, 68, 2). ``first``: also
+    write the video's decoded first frame there as JPEG (the released layouts' first_frames/)."""
+    from common.media import VideoWriter, iter_frames
 
     lms = np.zeros((cfg.frames, 68, 2), np.float32)
     with VideoWriter(path, fps=cfg.fps, crf=cfg.crf) as w:
         for i in range(cfg.frames):
             frame, lms[i] = rig.render({k: float(motion[k][i]) for k in FIELDS})
             w.write(frame)
+    if first is not None:  # as the data's first frame: decoded from the video, not the render
+        _save_jpg(first, next(iter_frames(path))[0])
     return lms
 
 
@@ -226,7 +276,7 @@ def build(cfg: SyntheticConfig, backend=None) -> RunReport:
     for p in progress(names, desc="synthetic pairs", unit="pair"):
         outs = _outputs(cfg, root, p)
         if not cfg.overwrite and _is_current(cfg, outs):
-            report.skip(p.uuid if cfg.layout == "challenge" else p.audio)
+            report.skip(p.audio if cfg.layout == "full" else p.uuid)
             continue
         if p.mirrored not in identities:
             if backend is None:
@@ -242,12 +292,19 @@ def build(cfg: SyntheticConfig, backend=None) -> RunReport:
         motions = {"speaker": speaker_motion(plan, cfg.frames, cfg.fps, _rng(cfg.seed, p.index, 3)),
                    "listener": listener_motion(plan, cfg.frames, cfg.fps, _rng(cfg.seed, p.index, 4))}
         rigs = {role: FaceRig(ids[role], cfg.size) for role in ids}
-        landmarks = {role: _render_role(rigs[role], motions[role], outs[role], cfg) for role in rigs}
+        landmarks = {role: _render_role(rigs[role], motions[role], outs[role], cfg, outs.get(f"first_{role}"))
+                     for role in rigs}
+        for key in _transient(cfg):
+            outs.pop(key).unlink()
         write_wav(outs["audio"], samples, cfg.sample_rate)
         samples_q, _ = load_audio(outs["audio"])  # the envelope of what the PCM16 file holds
         meta = _meta(cfg, p, plan, samples_q, ids, rigs, motions, landmarks)
         write_text_atomic(outs["meta"], json.dumps(meta, sort_keys=True, separators=(",", ":")) + "\n")
-        report.ok(p.uuid if cfg.layout == "challenge" else p.audio, [str(o) for o in outs.values()])
+        report.ok(p.audio if cfg.layout == "full" else p.uuid, [str(o) for o in outs.values()])
+    if cfg.layout in RELEASED:
+        _write_ref_images(cfg, root, names, identities, backend)
+        if (root / ".gt_tmp").is_dir() and not any((root / ".gt_tmp").iterdir()):
+            (root / ".gt_tmp").rmdir()
     index = _write_index(cfg, root, names)
     log.info("synthetic %s dataset: %d pair(s) x %d frames in %s (index: %s)", cfg.layout, cfg.pairs,
              cfg.frames, root, ", ".join(x.name for x in index))

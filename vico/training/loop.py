@@ -30,6 +30,7 @@ from common.weights import load_state_dict_strict
 from ..data import GlobalBatchSampler, WindowDataset, check_feature_set, collate, load_clip, load_stats
 from ..losses import DEFAULT_WEIGHTS, MEANS, TERM_NAMES, loss_terms
 from ..models import build_model, config_from_dict, resolve_config
+from .init_from import load_init_weights
 from .checkpoint import (LATEST, checkpoint_name, read_checkpoint, resolve_resume, rng_state, save_checkpoint,
                          set_rng_state)
 
@@ -62,6 +63,7 @@ class TrainConfig:
     keep_last: int = 3               # checkpoints kept on disk: the newest K ...
     keep_every: int = 100            # ... plus every epoch that is a multiple of E (0: none)
     overwrite: bool = False          # start afresh in an existing run folder
+    init_from: str | None = None     # start a new run from these weights (fresh optimizer); see init_from.py
 
 
 def features_dir(data: str, features: str | None) -> Path:
@@ -163,6 +165,12 @@ def _train(cfg: TrainConfig, info) -> int:
             raise UserError(f"{ckpt_path}: holds a {model_cfg.family} model but --task is {cfg.task}")
     else:
         model_cfg = resolve_config(cfg.config, cfg.task)
+    init = None
+    if cfg.init_from and ck is None:
+        init = load_init_weights(cfg.init_from, cfg.task, cfg.config)
+        model_cfg = init.config
+    elif cfg.init_from:
+        log.info("resuming %s: --init_from %s is not used", ckpt_path, cfg.init_from)
 
     features = str(features_dir(cfg.data, cfg.features).resolve())  # recorded for pipeline.generate
     report = RunReport("vico.train", {"train": cfg, "model": model_cfg, "world_size": info.world_size,
@@ -183,6 +191,8 @@ def _train(cfg: TrainConfig, info) -> int:
 
     torch.manual_seed(cfg.seed)  # the same initial weights for any world size
     model = build_model(model_cfg).to(info.device)
+    if init is not None:
+        load_state_dict_strict(model, init.state, init.path)
     seed = cfg.seed * info.world_size + info.rank
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
@@ -213,7 +223,8 @@ def _train(cfg: TrainConfig, info) -> int:
         lines = _read_log(log_path, start)
         write_text_atomic(log_path, "".join(line + "\n" for line in lines))
         report.config.update({"n_parameters": n_params, "n_clips": len(clips), "n_windows": len(ds),
-                              "resumed_from": str(ckpt_path) if ckpt_path else None})
+                              "resumed_from": str(ckpt_path) if ckpt_path else None,
+                              "initialised_from": str(init.path) if init is not None else None})
         report.write()
         log.info("%s model (%s params), %d clips, %d windows, %d step(s)/epoch x %d process(es), epochs %d..%d",
                  cfg.task, f"{n_params:,}", len(clips), len(ds), len(sampler), info.world_size, start + 1,
