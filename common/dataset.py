@@ -135,10 +135,11 @@ def validate(root: str | os.PathLike, index_csv: str | os.PathLike | None = None
              max_audio_shortfall_s: float = 0.5) -> list[str]:
     """Check a challenge-layout dataset; returns one problem line per bad clip (empty when valid).
 
-    Checks: both videos and the audio exist for each uuid of the index, the two videos decode
-    with the same frame count, and the audio is not much shorter than the video.
+    Checks: both videos and the audio exist for each uuid of the index, each video is constant
+    30 fps (|fps - 30| <= media.FPS_TOLERANCE) and 256x256, the two videos decode with the same
+    frame count, and the audio is not much shorter than the video.
     """
-    from common.media import MediaError, load_audio, probe_video
+    from common.media import MediaError, clip_problem, load_audio, probe_video
 
     r = Path(root)
     uuids = [c.uuid for c in read_index(index_csv)] if index_csv else sorted(discover(r))
@@ -146,6 +147,10 @@ def validate(root: str | os.PathLike, index_csv: str | os.PathLike | None = None
     for uuid in uuids:
         try:
             infos = [probe_video(video_path(r, uuid, role)) for role in ROLES]
+            unfit = [p for p in map(clip_problem, infos) if p]
+            if unfit:
+                problems.extend(unfit)
+                continue
             if infos[0].n_frames != infos[1].n_frames:
                 raise UserError(f"{video_path(r, uuid, 'listener')}: {infos[1].n_frames} frames, "
                                 f"but the speaker video has {infos[0].n_frames}")
@@ -168,8 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from common.cli import HelpFormatter, parser
 
     ap = parser("common.dataset",
-                "Check a ViCo challenge-layout dataset: files present, equal speaker/listener "
-                "frame counts, audio not much shorter than the video.",
+                "Check a ViCo challenge-layout dataset: files present, 30 fps 256x256 videos, "
+                "equal speaker/listener frame counts, audio not much shorter than the video.",
                 "example:\n  python -m common.dataset validate data/vico --index data/vico/train.csv")
     sub = ap.add_subparsers(dest="cmd", required=True)
     v = sub.add_parser("validate", help="check a dataset root", formatter_class=HelpFormatter)
