@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import glob
 import json
 import logging
@@ -39,12 +40,38 @@ def setup_logging(verbose: bool = False) -> None:
     )
 
 
+_TEMP_NAME = re.compile(r"\.(?P<stem>.+)\.[a-z0-9_]{8}\.tmp(?P<ext>.*)")
+
+
+def os_error_line(e: OSError) -> str:
+    """``PATH: cause`` for an OSError (read-only folder, disk full, file too large, permission,
+    a file where a folder is expected, ...). An atomic_path temporary file is named by its final
+    path (the temporary one is deleted by then)."""
+    path = e.filename if e.filename is not None else getattr(e, "filename2", None)
+    cause = e.strerror or " ".join(str(e).split()) or type(e).__name__
+    if path is None:
+        return cause
+    p = Path(os.fsdecode(path))
+    m = _TEMP_NAME.fullmatch(p.name)
+    if m:
+        p = p.with_name(m["stem"] + m["ext"])
+    hint = {errno.EFBIG: " (file-size limit reached)",
+            errno.EACCES: " (choose a folder you can write)", errno.EEXIST: " (a file is in the way)",
+            errno.ENOTDIR: " (a file is in the way of a folder)"}.get(e.errno or 0, "")
+    return f"{p}: {cause}{hint}"
+
+
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> None:
-    """Run a CLI ``main(argv) -> exit code``; a UserError becomes one 'error: ...' line and exit 2."""
+    """Run a CLI ``main(argv) -> exit code``. A UserError, or an OSError from the file system
+    (read-only folder, disk full, file-size limit, permission, a file where a folder should be),
+    becomes one ``error: PATH: cause`` line and exit 2; atomic writes leave nothing partial."""
     try:
         code = main(argv)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except OSError as e:
+        print(f"error: {os_error_line(e)}", file=sys.stderr, flush=True)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -72,6 +99,11 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
+    except RuntimeError as e:
+        tmp_path.unlink(missing_ok=True)
+        if "write" in str(e).lower():  # torch.save: "PytorchStreamWriter failed writing file ..."
+            raise OSError(errno.EIO, "write failed (disk full or file-size limit?)", str(path)) from e
+        raise
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
