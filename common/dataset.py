@@ -21,6 +21,7 @@ INDEX_COLUMNS = ("video_id", "uuid", "speaker_id", "listener_id")
 FULL_COLUMNS = ("audio", "listener", "speaker", "data_split", "speaker_id", "listener_id")
 VIDEO_EXTS = (".mp4", ".MP4")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
+AUDIO_EXTS = tuple(e for x in (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac") for e in (x, x.upper()))
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,15 @@ def video_path(root: str | os.PathLike, uuid: str, role: str) -> Path:
 
 def audio_path(root: str | os.PathLike, uuid: str) -> Path:
     return Path(root) / "audios" / f"{uuid}.wav"
+
+
+def find_audio(folder: str | os.PathLike, stem: str) -> Path | None:
+    """``folder/<stem>.<ext>`` for the first audio extension present (wav first), else None."""
+    for ext in AUDIO_EXTS:
+        p = Path(folder) / f"{stem}{ext}"
+        if p.is_file():
+            return p
+    return None
 
 
 def read_csv_rows(path: str | os.PathLike, required: Sequence[str]) -> list[dict[str, str]]:

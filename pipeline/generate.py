@@ -27,7 +27,7 @@ from common.cli import parser
 from common.dataset import Clip, audio_path, clip_name, video_path, write_index
 from common.io import (UserError, atomic_path, config_to_dict, read_json, run_cli, setup_logging,
                        write_json_atomic)
-from common.media import (FPS, MediaError, VideoWriter, iter_frames, load_audio, load_audio_track,
+from common.media import (FPS, MediaError, VideoWriter, check_clip, iter_frames, load_audio, load_audio_track,
                           probe_video, write_wav)
 from pipeline.runner import REPO, Runner, Step, StepFailed
 
@@ -274,10 +274,7 @@ def read_inputs(cfg: GenerateConfig) -> Inputs:
             raise MediaError(f"{source}: audio lasts {len(samples) / sr:.3f} s, shorter than two video "
                              f"frames at {cfg.fps} fps")
     else:
-        info = probe_video(cfg.speaker_video)
-        if abs(info.fps - cfg.fps) > 0.01:
-            raise MediaError(f"{cfg.speaker_video}: {info.fps:g} fps, but the models work at {cfg.fps} fps "
-                             f"(re-encode it first, e.g. ffmpeg -i IN -r {cfg.fps} OUT.mp4)")
+        info = check_clip(cfg.speaker_video, size=None)  # constant 30 fps; any size (cropped below)
         if info.n_frames < 2:
             raise MediaError(f"{cfg.speaker_video}: {info.n_frames} frame(s); at least two are needed")
         samples, sr = load_audio_track(cfg.speaker_video)

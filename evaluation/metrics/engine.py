@@ -19,9 +19,9 @@ import cv2
 import numpy as np
 import torch
 
-from common.dataset import clip_name
+from common.dataset import clip_name, find_audio
 from common.io import UserError
-from common.media import iter_frames, load_audio, probe_video
+from common.media import clip_problem, iter_frames, load_audio, probe_video
 from common.weights import get_spec, load_pretrained, resolve_weights
 from evaluation.metrics import coeff_l1 as coeffs
 from evaluation.metrics import csim as csim_mod
@@ -198,6 +198,10 @@ class Evaluator:
             if not p.is_file():
                 raise UserError(f"{p}: video not found")
         gi, pi = probe_video(gt_path), probe_video(pd_path)
+        if {"avoffset", "avconf"} & act:  # frames meet the audio: constant 30 fps only
+            for vi in (gi, pi):
+                if clip_problem(vi, size=None):
+                    raise UserError(clip_problem(vi, size=None))
         if (gi.width, gi.height) != (pi.width, pi.height):
             raise UserError(f"{pd_path}: size {pi.width}x{pi.height} differs from the ground truth "
                             f"{gi.width}x{gi.height} ({gt_path})")
@@ -363,7 +367,7 @@ class Evaluator:
 
     def _lipsync(self, uuid: str, info, frames: dict[int, np.ndarray], known: dict[int, list]) -> dict[str, Any]:
         cfg = self.s.lipsync
-        wav = Path(self.s.gt_audio_folder) / f"{uuid}.wav"
+        wav = find_audio(self.s.gt_audio_folder, uuid) or Path(self.s.gt_audio_folder) / f"{uuid}.wav"
         samples, _ = load_audio(wav, sr=SYNC_SR)
         pcm = to_pcm16(samples)
         idx = resample_indices(info.n_frames, info.fps, SYNC_FPS)
