@@ -4,7 +4,10 @@ Replaces the upstream ``extract_kp_videos.py`` (spec 1.1): same output format an
 handling (a frame without a face gets the previous frame's landmarks, or 68 rows of -1 before
 the first face), but recursive discovery with mirrored output paths, a CPU landmark backend
 (dlib) by default, optional detection on every N-th frame only, and per-video failures recorded
-instead of crashing.
+instead of crashing. With several faces one face is followed (the largest at the start, then by
+overlap; common.faces.FaceTracker); run.json records, per video, the frames without the face,
+the frames with several faces and the face used. A video whose face is missing in more than
+--max_no_face_fraction of its frames fails (nothing is written for it).
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from tqdm import tqdm
 from common.media import pin_mmap_threshold
 from common.cli import HelpFormatter
 from common import dist
-from common.faces import BACKENDS, get_backend, track_landmarks
+from common.faces import BACKENDS, get_backend, track_face
 from common.io import RunReport, UserError, is_complete, run_cli, setup_logging
 
 from .data.frames import find_inputs, iter_media_frames
@@ -39,6 +42,7 @@ class KeypointConfig:
     detect_every: int = 1
     workers: int = 1
     device: str = "cpu"
+    max_no_face_fraction: float = 0.5
     overwrite: bool = False
 
 
@@ -77,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=KeypointConfig.workers,
                    help="worker processes per rank (videos are spread over them)")
     p.add_argument("--device", default=KeypointConfig.device, help="device of the fan backend")
+    p.add_argument("--max_no_face_fraction", type=float, default=KeypointConfig.max_no_face_fraction,
+                   help="fail a video whose face is missing (landmarks carried over) in more than this "
+                        "fraction of its frames; 1 keeps every video, as upstream")
     p.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
@@ -97,23 +104,38 @@ def _init_worker(backend: str, device: str) -> None:
     _BACKEND = get_backend(backend, device=device)
 
 
-def extract_one(video: Path, out: Path, backend, detect_every: int = 1) -> tuple[int, int]:
-    """Landmarks of one video written to ``out``; returns (frames, frames with a face)."""
-    lms, found = track_landmarks(iter_media_frames(video), backend, detect_every, return_found=True)
+def extract_one(video: Path, out: Path, backend, detect_every: int = 1,
+                max_no_face_fraction: float = 1.0) -> dict:
+    """Landmarks of one video written to ``out``; returns the track summary (``Track.summary``).
+    UserError, and nothing written, when the face is missing in too many frames."""
+    track = track_face(iter_media_frames(video), backend, detect_every)
+    lms = track.landmarks
     assert lms.ndim == 3 and lms.shape[1:] == (68, 2), lms.shape
+    facts = track.summary()
+    n, missing = facts["frames"], facts["n_no_face"]
+    if n and 0 < missing < n and missing / n > max_no_face_fraction:
+        raise UserError(f"{video}: no face in {missing} of {n} frames ({missing / n:.0%}, frames "
+                        f"{facts['no_face_frames']}), above --max_no_face_fraction {max_no_face_fraction:g}; "
+                        f"use a clip where the face stays in view (python -m preprocess.prepare_videos "
+                        f"crops one) or raise the limit")
+    if n and missing == n and max_no_face_fraction < 1.0:
+        raise UserError(f"{video}: no face in any of its {n} frames (--max_no_face_fraction "
+                        f"{max_no_face_fraction:g}; 1 writes -1 rows as upstream)")
     save_keypoints(out, lms)
-    return len(lms), int(found.sum())
+    return facts
 
 
-def _work(task: tuple[str, str, str, int]) -> tuple[str, str | None, int, int]:
-    name, video, out, detect_every = task
+def _work(task: tuple[str, str, str, int, float]) -> tuple[str, str | None, dict]:
+    name, video, out, detect_every, max_no_face = task
     try:
-        n, n_found = extract_one(Path(video), Path(out), _BACKEND, detect_every)
+        facts = extract_one(Path(video), Path(out), _BACKEND, detect_every, max_no_face)
     except UserError as e:
-        return name, str(e), 0, 0
+        return name, str(e), {}
+    except OSError:
+        raise  # the output folder, not this video: one error line for the run (common.io.run_cli)
     except Exception as e:  # noqa: BLE001 - one bad video must not stop the others
-        return name, f"{video}: {type(e).__name__}: {' '.join(str(e).split())}", 0, 0
-    return name, None, n, n_found
+        return name, f"{video}: {type(e).__name__}: {' '.join(str(e).split())}", {}
+    return name, None, facts
 
 
 def run(cfg: KeypointConfig, info: dist.DistInfo) -> RunReport:
@@ -134,7 +156,7 @@ def run(cfg: KeypointConfig, info: dist.DistInfo) -> RunReport:
         if not cfg.overwrite and is_complete(out):
             report.skip(name)
             continue
-        tasks.append((name, str(path), str(out), cfg.detect_every))
+        tasks.append((name, str(path), str(out), cfg.detect_every, cfg.max_no_face_fraction))
     outputs = {t[0]: t[2] for t in tasks}
     if not tasks:
         return report
@@ -149,16 +171,20 @@ def run(cfg: KeypointConfig, info: dist.DistInfo) -> RunReport:
         pool = mp.get_context("spawn").Pool(workers, _init_worker, (cfg.backend, device))
         results = pool.imap_unordered(_work, tasks)
     try:
-        for name, err, n, n_found in results:
+        for name, err, facts in results:
             bar.update(1)
             if err is not None:
                 report.fail(name, err)
                 continue
-            if n_found == 0:
+            n, missing = facts["frames"], facts["n_no_face"]
+            if missing == n:
                 log.warning("%s: no face in any of its %d frames (all rows -1, as upstream)", name, n)
-            elif n_found < n:
-                log.info("%s: no face in %d of %d frames (previous landmarks reused)", name, n - n_found, n)
-            report.ok(name, [outputs[name]])
+            elif missing:
+                log.warning("%s: no face in %d of %d frames (previous landmarks reused)", name, missing, n)
+            if facts["n_multi_face"]:
+                log.info("%s: several faces in %d frames; followed the one chosen at the start",
+                         name, facts["n_multi_face"])
+            report.ok(name, [outputs[name]], **facts)
     finally:
         if pool is not None:
             pool.close()
@@ -174,6 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = KeypointConfig(**{k: v for k, v in vars(args).items() if k != "verbose"})
     if cfg.detect_every < 1:
         raise UserError(f"--detect_every must be >= 1, got {cfg.detect_every}")
+    if not 0.0 <= cfg.max_no_face_fraction <= 1.0:
+        raise UserError(f"--max_no_face_fraction must be within [0, 1], got {cfg.max_no_face_fraction}")
     if cfg.workers < 1:
         raise UserError(f"--workers must be >= 1, got {cfg.workers}")
     if not Path(cfg.input_dir).is_dir():

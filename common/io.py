@@ -224,8 +224,9 @@ class RunReport:
         self.skipped: list[dict] = []
         self.failures: list[dict] = []
 
-    def ok(self, item: Any, outputs: Iterable[Any] = ()) -> None:
-        self.done.append({"item": str(item), "outputs": [str(o) for o in outputs]})
+    def ok(self, item: Any, outputs: Iterable[Any] = (), **facts: Any) -> None:
+        """Record a finished item; ``facts`` (JSON-friendly) are stored with it."""
+        self.done.append({"item": str(item), "outputs": [str(o) for o in outputs], **facts})
 
     def skip(self, item: Any, reason: str = "already complete") -> None:
         self.skipped.append({"item": str(item), "reason": reason})
