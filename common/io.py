@@ -99,10 +99,14 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
-    except RuntimeError as e:
+    except (RuntimeError, OSError) as e:
         tmp_path.unlink(missing_ok=True)
-        if "write" in str(e).lower():  # torch.save: "PytorchStreamWriter failed writing file ..."
-            raise OSError(errno.EIO, "write failed (disk full or file-size limit?)", str(path)) from e
+        # A short write reported without a file name (np.save: "N requested and M written") or as
+        # a RuntimeError (torch.save: "PytorchStreamWriter failed writing file ..."): name the file.
+        unnamed = isinstance(e, OSError) and (e.filename is None or e.errno is None)
+        if unnamed or (isinstance(e, RuntimeError) and "writ" in str(e).lower()):
+            why = " ".join(str(e).split())
+            raise OSError(errno.EIO, f"write failed ({why}; disk full or file-size limit?)", str(path)) from e
         raise
     except BaseException:
         tmp_path.unlink(missing_ok=True)
