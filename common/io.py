@@ -103,6 +103,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         tmp_path.unlink(missing_ok=True)
         # A short write reported without a file name (np.save: "N requested and M written") or as
         # a RuntimeError (torch.save: "PytorchStreamWriter failed writing file ..."): name the file.
+        if isinstance(e, OSError) and e.filename is None and e.errno is not None and e.strerror:
+            raise OSError(e.errno, e.strerror, str(path)) from e  # e.g. ENOSPC from file.write
         unnamed = isinstance(e, OSError) and (e.filename is None or e.errno is None)
         if unnamed or (isinstance(e, RuntimeError) and "writ" in str(e).lower()):
             why = " ".join(str(e).split())
