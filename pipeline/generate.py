@@ -425,7 +425,8 @@ def generate(cfg: GenerateConfig) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = parser("pipeline.generate", __doc__, EXAMPLES)
     g = ap.add_argument_group("talking head (speaker model)")
-    g.add_argument("--audio", type=Path, default=None, help="speech to say (wav, flac, ogg; any rate)")
+    g.add_argument("--audio", type=Path, default=None,
+                   help="speech to say (wav, flac, ogg, mp3; m4a/aac via PyAV; any rate, stereo averaged)")
     g.add_argument("--image", type=Path, default=None, help="face photo that speaks (png, jpg)")
     g = ap.add_argument_group("listening head (listener model)")
     g.add_argument("--speaker_video", type=Path, default=None,

@@ -163,7 +163,8 @@ def run(cfg: ExtractAudioConfig) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = parser("preprocess.extract_audio_features", __doc__, EPILOG)
-    p.add_argument("--input_audio_folder", required=True, help="folder of <uuid>.wav (also .flac .ogg .mp3 .m4a .aac; searched recursively)")
+    p.add_argument("--input_audio_folder", required=True,
+                   help="folder of <uuid>.wav (also .flac .ogg .mp3 .m4a .aac; searched recursively)")
     p.add_argument("--output_folder", required=True, help="where <uuid>.npy and feature_set.json go")
     p.add_argument("--input_recons_folder", default=None,
                    help="recon .mat folder; <uuid>.speaker.mat searched recursively for the frame count")
