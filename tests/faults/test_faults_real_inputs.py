@@ -31,6 +31,8 @@ from PIL import Image
 
 from .conftest import N_FRAMES, Workspace, copy_into, plausible_coeffs, run_json, temp_leftovers, write_mat
 
+pytestmark = pytest.mark.slow  # about 30 s of CPU in all (14 command runs), on top of the shared workspace
+
 FIX = "python -m preprocess.prepare_videos"
 REPO = Path(__file__).resolve().parents[2]
 SR = 44100
