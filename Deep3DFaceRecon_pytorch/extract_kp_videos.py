@@ -4,7 +4,10 @@ Replaces the upstream ``extract_kp_videos.py`` (spec 1.1): same output format an
 handling (a frame without a face gets the previous frame's landmarks, or 68 rows of -1 before
 the first face), but recursive discovery with mirrored output paths, a CPU landmark backend
 (dlib) by default, optional detection on every N-th frame only, and per-video failures recorded
-instead of crashing. ``--backend 3ddfa_v2`` gives the 2023 challenge's cleardusk/3DDFA_V2
+instead of crashing. With several faces one face is followed (the largest at the start, then by
+overlap; common.faces.FaceTracker); run.json records, per video, the frames without the face,
+the frames with several faces and the face used. A video whose face is missing in more than
+--max_no_face_fraction of its frames fails (nothing is written for it). ``--backend 3ddfa_v2`` gives the 2023 challenge's cleardusk/3DDFA_V2
 landmarks (its video tracking mode by default; docs/recon.md).
 """
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Sequence
 from common.media import pin_mmap_threshold
 from common.cli import HelpFormatter
 from common import dist
-from common.faces import BACKENDS, get_backend, track_landmarks
+from common.faces import BACKENDS, Track, get_backend, track_face
 from common.io import RunReport, UserError, is_complete, run_cli, setup_logging
 from common.progress import Progress
 
@@ -40,6 +43,7 @@ class KeypointConfig:
     detect_every: int = 1
     workers: int = 1
     device: str = "cpu"
+    max_no_face_fraction: float = 0.5
     overwrite: bool = False
     tddfa_arch: str = "mb1"
     tddfa_boxes: str = "faceboxes"
@@ -96,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "box -> landmarks on every frame (--detect_every applies)")
     p.add_argument("--weights_dir", default=None,
                    help="3ddfa_v2: folder holding tddfa_v2/ (default $VICO_WEIGHTS_DIR or weights/)")
+    p.add_argument("--max_no_face_fraction", type=float, default=KeypointConfig.max_no_face_fraction,
+                   help="fail a video whose face is missing (landmarks carried over) in more than this "
+                        "fraction of its frames; 1 keeps every video, as upstream")
     p.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
     p.add_argument("--verbose", action="store_true", help="debug logging")
     return p
@@ -121,28 +128,44 @@ def _init_worker(backend: str, device: str, threads: int, options: dict | None =
     _BACKEND = get_backend(backend, device=device, **(options or {}))
 
 
-def extract_one(video: Path, out: Path, backend, detect_every: int = 1) -> tuple[int, int]:
-    """Landmarks of one video written to ``out``; returns (frames, frames with a face).
+def extract_one(video: Path, out: Path, backend, detect_every: int = 1,
+                max_no_face_fraction: float = 1.0) -> dict:
+    """Landmarks of one video written to ``out``; returns the track summary (``Track.summary``).
+    UserError, and nothing written, when the face is missing in too many frames.
 
     ``detect_every`` 0 means the backend's own video tracking (3ddfa_v2 ``track``)."""
     if detect_every == 0:
         lms, _, found = backend.track(iter_media_frames(video))
+        track = Track(lms, found, found.astype(int), None)  # tracking mode: one face, no face count
     else:
-        lms, found = track_landmarks(iter_media_frames(video), backend, detect_every, return_found=True)
+        track = track_face(iter_media_frames(video), backend, detect_every)
+    lms = track.landmarks
     assert lms.ndim == 3 and lms.shape[1:] == (68, 2), lms.shape
+    facts = track.summary()
+    n, missing = facts["frames"], facts["n_no_face"]
+    if n and 0 < missing < n and missing / n > max_no_face_fraction:
+        raise UserError(f"{video}: no face in {missing} of {n} frames ({missing / n:.0%}, frames "
+                        f"{facts['no_face_frames']}), above --max_no_face_fraction {max_no_face_fraction:g}; "
+                        f"use a clip where the face stays in view (python -m preprocess.prepare_videos "
+                        f"crops one) or raise the limit")
+    if n and missing == n and max_no_face_fraction < 1.0:
+        raise UserError(f"{video}: no face in any of its {n} frames (--max_no_face_fraction "
+                        f"{max_no_face_fraction:g}; 1 writes -1 rows as upstream)")
     save_keypoints(out, lms)
-    return len(lms), int(found.sum())
+    return facts
 
 
-def _work(task: tuple[str, str, str, int]) -> tuple[str, str | None, int, int]:
-    name, video, out, detect_every = task
+def _work(task: tuple[str, str, str, int, float]) -> tuple[str, str | None, dict]:
+    name, video, out, detect_every, max_no_face = task
     try:
-        n, n_found = extract_one(Path(video), Path(out), _BACKEND, detect_every)
+        facts = extract_one(Path(video), Path(out), _BACKEND, detect_every, max_no_face)
     except UserError as e:
-        return name, str(e), 0, 0
+        return name, str(e), {}
+    except OSError:
+        raise  # the output folder, not this video: one error line for the run (common.io.run_cli)
     except Exception as e:  # noqa: BLE001 - one bad video must not stop the others
-        return name, f"{video}: {type(e).__name__}: {' '.join(str(e).split())}", 0, 0
-    return name, None, n, n_found
+        return name, f"{video}: {type(e).__name__}: {' '.join(str(e).split())}", {}
+    return name, None, facts
 
 
 def run(cfg: KeypointConfig, info: dist.DistInfo, backend=None) -> RunReport:
@@ -166,7 +189,7 @@ def run(cfg: KeypointConfig, info: dist.DistInfo, backend=None) -> RunReport:
             report.skip(name)
             continue
         tracking = cfg.backend == "3ddfa_v2" and cfg.tddfa_mode == "track"
-        tasks.append((name, str(path), str(out), 0 if tracking else cfg.detect_every))
+        tasks.append((name, str(path), str(out), 0 if tracking else cfg.detect_every, cfg.max_no_face_fraction))
     outputs = {t[0]: t[2] for t in tasks}
     if not tasks:
         return report
@@ -185,16 +208,20 @@ def run(cfg: KeypointConfig, info: dist.DistInfo, backend=None) -> RunReport:
         pool = mp.get_context("spawn").Pool(workers, _init_worker, (cfg.backend, device, threads, backend_options(cfg)))
         results = pool.imap_unordered(_work, tasks)
     try:
-        for name, err, n, n_found in results:
-            bar.update(1, frames=n or 0)
+        for name, err, facts in results:
+            bar.update(1, frames=facts.get("frames", 0))
             if err is not None:
                 report.fail(name, err)
                 continue
-            if n_found == 0:
+            n, missing = facts["frames"], facts["n_no_face"]
+            if missing == n:
                 log.warning("%s: no face in any of its %d frames (all rows -1, as upstream)", name, n)
-            elif n_found < n:
-                log.info("%s: no face in %d of %d frames (previous landmarks reused)", name, n - n_found, n)
-            report.ok(name, [outputs[name]])
+            elif missing:
+                log.warning("%s: no face in %d of %d frames (previous landmarks reused)", name, missing, n)
+            if facts["n_multi_face"]:
+                log.info("%s: several faces in %d frames; followed the one chosen at the start",
+                         name, facts["n_multi_face"])
+            report.ok(name, [outputs[name]], **facts)
     finally:
         if pool is not None:
             pool.close()
@@ -210,6 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = KeypointConfig(**{k: v for k, v in vars(args).items() if k != "verbose"})
     if cfg.detect_every < 1:
         raise UserError(f"--detect_every must be >= 1, got {cfg.detect_every}")
+    if not 0.0 <= cfg.max_no_face_fraction <= 1.0:
+        raise UserError(f"--max_no_face_fraction must be within [0, 1], got {cfg.max_no_face_fraction}")
     if cfg.workers < 1:
         raise UserError(f"--workers must be >= 1, got {cfg.workers}")
     if not Path(cfg.input_dir).is_dir():

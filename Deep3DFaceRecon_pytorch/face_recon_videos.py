@@ -148,7 +148,7 @@ class _Collector:
             if not np.isfinite(coeff).all():
                 raise UserError(f"{job.video}: network output has NaN/inf")
             save_recon_mat(job.output, coeff, trans)
-        except (UserError, OSError, RuntimeError) as e:
+        except (UserError, RuntimeError) as e:  # an OSError (full disk, read-only) stops the run
             self.report.fail(job.name, e)
             return
         self.report.ok(job.name, [job.output])

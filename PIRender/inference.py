@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 
 from common.cli import HelpFormatter
-from common.dataset import parse_name
+from common.dataset import find_audio, parse_name
 from common.dist import cleanup, finish_report, init_dist, shard
 from common.io import RunReport, UserError, is_complete, run_cli, setup_logging
 from common.media import FPS, MediaError, VideoWriter, load_audio
@@ -96,13 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def audio_for(name: str, audio_dir: Path) -> Path:
-    """``<audio_dir>/<uuid>.wav`` for a ``<uuid>.<role>`` video, else ``<audio_dir>/<name>.wav``."""
+    """``<audio_dir>/<uuid>.wav`` for a ``<uuid>.<role>`` video, else ``<audio_dir>/<name>.wav``
+    (.flac, .ogg, .mp3, .m4a, .aac too)."""
     try:
         uuid, _ = parse_name(name)
     except UserError:
         uuid = name
-    for cand in (audio_dir / f"{uuid}.wav", audio_dir / f"{name}.wav"):
-        if cand.is_file():
+    for stem in (uuid, name):
+        cand = find_audio(audio_dir, stem)
+        if cand is not None:
             return cand
     raise MediaError(f"{audio_dir / (uuid + '.wav')}: audio file not found for video {name}")
 
@@ -119,7 +121,14 @@ def render_one(db: VoxLMDB, name: str, renderer: Renderer, out_path: Path, audio
     if source.shape[0] % 32 or source.shape[1] % 32:
         raise UserError(f"{db.db_path}: {name}: frames are {source.shape[1]}x{source.shape[0]}, "
                         "the generator needs sizes divisible by 32")
-    audio = load_audio(audio_for(name, audio_dir)) if audio_dir is not None else None
+    audio = None
+    if audio_dir is not None:
+        wav = audio_for(name, audio_dir)
+        audio = load_audio(wav)
+        short = n / FPS - len(audio[0]) / audio[1]
+        if short > 1.0 / FPS:  # more than one frame of silence would be padded in
+            raise MediaError(f"{wav}: audio lasts {len(audio[0]) / audio[1]:.3f} s, shorter than the "
+                             f"{n}-frame video ({n / FPS:.3f} s) by more than one frame")
     with VideoWriter(out_path, fps=FPS, crf=crf, audio=audio) as writer:
         for frames in renderer.render(source, windows):
             writer.write(frames)

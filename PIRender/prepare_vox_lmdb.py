@@ -9,6 +9,7 @@ interrupted run leaves only complete videos and a re-run skips them.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import multiprocessing as mp
 import os
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import lmdb
 
 from common.cli import HelpFormatter
 from common.dataset import VIDEO_EXTS, find_files
@@ -140,15 +142,19 @@ def prepare(cfg: PrepareConfig) -> RunReport:
                     report.fail(res.name, res.error)
                     continue
                 for s, env in envs.items():
-                    with env.begin(write=True) as txn:  # one transaction per video: all or nothing
-                        old = txn.get(format_key(res.name, "length"))
-                        if old is not None:  # repacking: drop frames beyond the new length
-                            for i in range(res.n_frames, int(old.decode())):
-                                txn.delete(format_key(res.name, i))
-                        for i, data in enumerate(res.frames[s]):
-                            txn.put(format_key(res.name, i), data)
-                        txn.put(format_key(res.name, "coeff_3dmm"), res.coeff)
-                        txn.put(format_key(res.name, "length"), encode_count(res.n_frames))
+                    try:
+                        with env.begin(write=True) as txn:  # one transaction per video: all or nothing
+                            old = txn.get(format_key(res.name, "length"))
+                            if old is not None:  # repacking: drop frames beyond the new length
+                                for i in range(res.n_frames, int(old.decode())):
+                                    txn.delete(format_key(res.name, i))
+                            for i, data in enumerate(res.frames[s]):
+                                txn.put(format_key(res.name, i), data)
+                            txn.put(format_key(res.name, "coeff_3dmm"), res.coeff)
+                            txn.put(format_key(res.name, "length"), encode_count(res.n_frames))
+                    except lmdb.Error as e:  # full disk, read-only: one error line (common.io.run_cli)
+                        raise OSError(errno.EIO, f"LMDB write failed ({' '.join(str(e).split())}; disk full?)",
+                                      str(lmdb_dir(out, s))) from e
                 report.ok(res.name, [str(lmdb_dir(out, s)) for s in sizes])
         finally:
             if pool is not None:

@@ -21,6 +21,7 @@ INDEX_COLUMNS = ("video_id", "uuid", "speaker_id", "listener_id")
 FULL_COLUMNS = ("audio", "listener", "speaker", "data_split", "speaker_id", "listener_id")
 VIDEO_EXTS = (".mp4", ".MP4")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
+AUDIO_EXTS = tuple(e for x in (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac") for e in (x, x.upper()))
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,15 @@ def video_path(root: str | os.PathLike, uuid: str, role: str) -> Path:
 
 def audio_path(root: str | os.PathLike, uuid: str) -> Path:
     return Path(root) / "audios" / f"{uuid}.wav"
+
+
+def find_audio(folder: str | os.PathLike, stem: str) -> Path | None:
+    """``folder/<stem>.<ext>`` for the first audio extension present (wav first), else None."""
+    for ext in AUDIO_EXTS:
+        p = Path(folder) / f"{stem}{ext}"
+        if p.is_file():
+            return p
+    return None
 
 
 def read_csv_rows(path: str | os.PathLike, required: Sequence[str]) -> list[dict[str, str]]:
@@ -135,10 +145,11 @@ def validate(root: str | os.PathLike, index_csv: str | os.PathLike | None = None
              max_audio_shortfall_s: float = 0.5) -> list[str]:
     """Check a challenge-layout dataset; returns one problem line per bad clip (empty when valid).
 
-    Checks: both videos and the audio exist for each uuid of the index, the two videos decode
-    with the same frame count, and the audio is not much shorter than the video.
+    Checks: both videos and the audio exist for each uuid of the index, each video is constant
+    30 fps (|fps - 30| <= media.FPS_TOLERANCE) and 256x256, the two videos decode with the same
+    frame count, and the audio is not much shorter than the video.
     """
-    from common.media import MediaError, load_audio, probe_video
+    from common.media import MediaError, clip_problem, load_audio, probe_video
 
     r = Path(root)
     uuids = [c.uuid for c in read_index(index_csv)] if index_csv else sorted(discover(r))
@@ -146,6 +157,10 @@ def validate(root: str | os.PathLike, index_csv: str | os.PathLike | None = None
     for uuid in uuids:
         try:
             infos = [probe_video(video_path(r, uuid, role)) for role in ROLES]
+            unfit = [p for p in map(clip_problem, infos) if p]
+            if unfit:
+                problems.extend(unfit)
+                continue
             if infos[0].n_frames != infos[1].n_frames:
                 raise UserError(f"{video_path(r, uuid, 'listener')}: {infos[1].n_frames} frames, "
                                 f"but the speaker video has {infos[0].n_frames}")
@@ -168,8 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from common.cli import HelpFormatter, parser
 
     ap = parser("common.dataset",
-                "Check a ViCo challenge-layout dataset: files present, equal speaker/listener "
-                "frame counts, audio not much shorter than the video.",
+                "Check a ViCo challenge-layout dataset: files present, 30 fps 256x256 videos, "
+                "equal speaker/listener frame counts, audio not much shorter than the video.",
                 "example:\n  python -m common.dataset validate data/vico --index data/vico/train.csv")
     sub = ap.add_subparsers(dest="cmd", required=True)
     v = sub.add_parser("validate", help="check a dataset root", formatter_class=HelpFormatter)

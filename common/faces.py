@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Protocol
 
@@ -163,26 +164,115 @@ def _single_frames(frames: Iterable[np.ndarray]) -> Iterable[np.ndarray]:
             yield f
 
 
-def track_landmarks(frames: Iterable[np.ndarray], backend: FaceBackend, detect_every: int = 1,
-                    return_found: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """(N, 68, 2) landmarks of the first (best) face of each frame, as upstream extract_kp_videos:
-    a frame without a face gets the previous frame's landmarks, or -1 rows before the first face.
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two boxes (0 when they do not overlap)."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def _area(b: Box) -> float:
+    return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
+
+
+class FaceTracker:
+    """Follows one face through a clip, never switching between people.
+
+    The face is the largest detection of the first frame with a face. In later frames it is the
+    detection overlapping the last known box most (IoU >= ``min_iou``), or, when none overlaps
+    enough (fast motion), the one whose centre lies within ``max_shift`` box sides of the last
+    centre. Otherwise the frame counts as without the face: a second person is never taken for it.
+    """
+
+    def __init__(self, min_iou: float = 0.3, max_shift: float = 0.5):
+        self.min_iou, self.max_shift = min_iou, max_shift
+        self.box: Box | None = None
+        self.first: Box | None = None  # the box chosen at the start
+
+    def choose(self, boxes: list[Box]) -> Box | None:
+        """The tracked face among this frame's detections, or None."""
+        if not boxes:
+            return None
+        if self.box is None:
+            best = max(boxes, key=_area)
+            self.first = best
+        else:
+            best = max(boxes, key=lambda b: iou(b, self.box))
+            if iou(best, self.box) < self.min_iou:
+                side = max(self.box[2] - self.box[0], self.box[3] - self.box[1], 1.0)
+                c0 = np.array([(self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2])
+                dist = [float(np.hypot((b[0] + b[2]) / 2 - c0[0], (b[1] + b[3]) / 2 - c0[1])) for b in boxes]
+                k = int(np.argmin(dist))
+                if dist[k] > self.max_shift * side:
+                    return None
+                best = boxes[k]
+        self.box = best
+        return best
+
+
+@dataclass
+class Track:
+    """What ``track_face`` saw in each of N frames."""
+
+    landmarks: np.ndarray  # (N, 68, 2) float32; carried over where the face is missing, -1 before it
+    found: np.ndarray  # (N,) bool: the tracked face was found (not carried over)
+    n_faces: np.ndarray  # (N,) int: faces detected in the frame (of the last detection run)
+    first_box: Box | None  # the face chosen at the start (the largest)
+
+    def summary(self) -> dict:
+        """JSON-friendly facts for run.json: frames without the face, frames with several faces."""
+        n = len(self.found)
+        return {"frames": n, "no_face_frames": ranges(np.flatnonzero(~self.found)),
+                "n_no_face": int(n - self.found.sum()),
+                "multi_face_frames": ranges(np.flatnonzero(self.n_faces > 1)),
+                "n_multi_face": int((self.n_faces > 1).sum()),
+                "face": None if self.first_box is None else {
+                    "rule": "largest face at the start, then followed by overlap",
+                    "first_box": [round(v, 1) for v in self.first_box]}}
+
+
+def ranges(idx: np.ndarray) -> str:
+    """Sorted frame indices as '0-3,7,9-10' (compact for run.json)."""
+    out: list[str] = []
+    idx = [int(i) for i in idx]
+    start = prev = None
+    for i in idx + [None]:
+        if start is not None and (i is None or i != prev + 1):
+            out.append(f"{start}" if start == prev else f"{start}-{prev}")
+            start = None
+        if i is not None and start is None:
+            start = i
+        prev = i
+    return ",".join(out)
+
+
+def track_face(frames: Iterable[np.ndarray], backend: FaceBackend, detect_every: int = 1,
+               tracker: FaceTracker | None = None) -> Track:
+    """Landmarks of one face followed through the frames (see FaceTracker); a frame without it
+    gets the previous frame's landmarks, or -1 rows before the face first appears (as upstream).
 
     ``frames`` yields (H, W, 3) frames or (B, H, W, 3) batches (as ``media.iter_frames``).
     ``detect_every`` > 1 runs the detector on every n-th frame only and reuses its box in
-    between (landmarks are still fitted on every frame). ``return_found`` adds an (N,) bool mask
-    of the frames where a face was actually found.
+    between (landmarks are still fitted on every frame).
     """
     if detect_every < 1:
         raise ValueError("detect_every must be >= 1")
+    tracker = tracker or FaceTracker()
     out: list[np.ndarray] = []
     found: list[bool] = []
+    n_faces: list[int] = []
     prev: np.ndarray | None = None
     box: Box | None = None
+    n_det = 0
     for i, frame in enumerate(_single_frames(frames)):
         if box is None or i % detect_every == 0:
             boxes = backend.detect(frame)
-            box = boxes[0] if boxes else None
+            n_det = len(boxes)
+            box = tracker.choose(boxes)
+        n_faces.append(n_det)
         if box is None:
             lm = prev if prev is not None else np.full((N_LANDMARKS, 2), -1.0, np.float32)
             found.append(False)
@@ -192,7 +282,15 @@ def track_landmarks(frames: Iterable[np.ndarray], backend: FaceBackend, detect_e
             found.append(True)
         out.append(lm)
     lms = np.stack(out).astype(np.float32) if out else np.zeros((0, N_LANDMARKS, 2), np.float32)
-    return (lms, np.array(found, dtype=bool)) if return_found else lms
+    return Track(lms, np.array(found, dtype=bool), np.array(n_faces, dtype=np.int64), tracker.first)
+
+
+def track_landmarks(frames: Iterable[np.ndarray], backend: FaceBackend, detect_every: int = 1,
+                    return_found: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """(N, 68, 2) landmarks of one face followed through the frames (``track_face``).
+    ``return_found`` adds an (N,) bool mask of the frames where the face was actually found."""
+    t = track_face(frames, backend, detect_every)
+    return (t.landmarks, t.found) if return_found else t.landmarks
 
 
 def mouth_opening(lm: np.ndarray) -> np.ndarray:

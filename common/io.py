@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import glob
 import json
 import logging
@@ -39,12 +40,38 @@ def setup_logging(verbose: bool = False) -> None:
     )
 
 
+_TEMP_NAME = re.compile(r"\.(?P<stem>.+)\.[a-z0-9_]{8}\.tmp(?P<ext>.*)")
+
+
+def os_error_line(e: OSError) -> str:
+    """``PATH: cause`` for an OSError (read-only folder, disk full, file too large, permission,
+    a file where a folder is expected, ...). An atomic_path temporary file is named by its final
+    path (the temporary one is deleted by then)."""
+    path = e.filename if e.filename is not None else getattr(e, "filename2", None)
+    cause = e.strerror or " ".join(str(e).split()) or type(e).__name__
+    if path is None:
+        return cause
+    p = Path(os.fsdecode(path))
+    m = _TEMP_NAME.fullmatch(p.name)
+    if m:
+        p = p.with_name(m["stem"] + m["ext"])
+    hint = {errno.EFBIG: " (file-size limit reached)",
+            errno.EACCES: " (choose a folder you can write)", errno.EEXIST: " (a file is in the way)",
+            errno.ENOTDIR: " (a file is in the way of a folder)"}.get(e.errno or 0, "")
+    return f"{p}: {cause}{hint}"
+
+
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> None:
-    """Run a CLI ``main(argv) -> exit code``; a UserError becomes one 'error: ...' line and exit 2."""
+    """Run a CLI ``main(argv) -> exit code``. A UserError, or an OSError from the file system
+    (read-only folder, disk full, file-size limit, permission, a file where a folder should be),
+    becomes one ``error: PATH: cause`` line and exit 2; atomic writes leave nothing partial."""
     try:
         code = main(argv)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except OSError as e:
+        print(f"error: {os_error_line(e)}", file=sys.stderr, flush=True)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -72,6 +99,17 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
+    except (RuntimeError, OSError) as e:
+        tmp_path.unlink(missing_ok=True)
+        # A short write reported without a file name (np.save: "N requested and M written") or as
+        # a RuntimeError (torch.save: "PytorchStreamWriter failed writing file ..."): name the file.
+        if isinstance(e, OSError) and e.filename is None and e.errno is not None and e.strerror:
+            raise OSError(e.errno, e.strerror, str(path)) from e  # e.g. ENOSPC from file.write
+        unnamed = isinstance(e, OSError) and (e.filename is None or e.errno is None)
+        if unnamed or (isinstance(e, RuntimeError) and "writ" in str(e).lower()):
+            why = " ".join(str(e).split())
+            raise OSError(errno.EIO, f"write failed ({why}; disk full or file-size limit?)", str(path)) from e
+        raise
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
@@ -202,8 +240,9 @@ class RunReport:
         self.skipped: list[dict] = []
         self.failures: list[dict] = []
 
-    def ok(self, item: Any, outputs: Iterable[Any] = ()) -> None:
-        self.done.append({"item": str(item), "outputs": [str(o) for o in outputs]})
+    def ok(self, item: Any, outputs: Iterable[Any] = (), **facts: Any) -> None:
+        """Record a finished item; ``facts`` (JSON-friendly) are stored with it."""
+        self.done.append({"item": str(item), "outputs": [str(o) for o in outputs], **facts})
 
     def skip(self, item: Any, reason: str = "already complete") -> None:
         self.skipped.append({"item": str(item), "reason": reason})

@@ -22,6 +22,11 @@ from common.io import UserError, atomic_path
 log = logging.getLogger(__name__)
 
 FPS = 30  # ViCo videos are 30 fps (hard-coded upstream)
+FPS_TOLERANCE = 0.01  # |fps - 30| above this is not 30 fps (30000/1001 = 29.97 is not)
+CLIP_SIZE = 256  # ViCo frames are 256x256
+VFR_TOLERANCE = 0.25  # a frame interval off the median by more than this fraction: variable rate
+PREPARE_CMD = "python -m preprocess.prepare_videos"
+AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac")  # what load_audio reads
 
 
 class MediaError(UserError):
@@ -35,13 +40,14 @@ class VideoInfo:
     height: int
     fps: float
     n_frames: int
+    vfr: bool = False  # frame intervals vary by more than VFR_TOLERANCE (variable frame rate)
 
     @property
     def duration(self) -> float:
         return self.n_frames / self.fps if self.fps else 0.0
 
 
-def _open(path: str | os.PathLike) -> av.container.InputContainer:
+def _open(path: str | os.PathLike, what: str = "a video") -> av.container.InputContainer:
     p = Path(path)
     if not p.is_file():
         raise MediaError(f"{p}: file not found")
@@ -50,7 +56,7 @@ def _open(path: str | os.PathLike) -> av.container.InputContainer:
     try:
         return av.open(str(p), "r")
     except (av.error.FFmpegError, UnicodeDecodeError) as e:
-        raise MediaError(f"{p}: cannot open as a video ({_reason(e)})") from None
+        raise MediaError(f"{p}: cannot open as {what} ({_reason(e)})") from None
 
 
 def _reason(e: BaseException) -> str:
@@ -65,15 +71,60 @@ def _video_stream(container, path) -> av.video.stream.VideoStream:
 
 
 def probe_video(path: str | os.PathLike) -> VideoInfo:
-    """Size, frame rate and the exact frame count (counted from the demuxed packets)."""
+    """Size, frame rate, the exact frame count (counted from the demuxed packets) and whether the
+    frame rate varies (packet timestamps, no decoding)."""
     with _open(path) as c:
         s = _video_stream(c, path)
         fps = float(s.average_rate or s.guessed_rate or 0) or float(FPS)
+        pts: list[int] = []
+        n = 0
         try:
-            n = sum(1 for pkt in c.demux(s) if pkt.size > 0)
+            for pkt in c.demux(s):
+                if pkt.size > 0:
+                    n += 1
+                    if pkt.pts is not None:
+                        pts.append(int(pkt.pts))
         except av.error.FFmpegError as e:
             raise MediaError(f"{path}: corrupt video stream ({_reason(e)})") from None
-        return VideoInfo(str(path), s.codec_context.width, s.codec_context.height, fps, n)
+        return VideoInfo(str(path), s.codec_context.width, s.codec_context.height, fps, n, _is_vfr(pts))
+
+
+def _is_vfr(pts: list[int]) -> bool:
+    """True when a frame interval (sorted timestamps) is off the median by > VFR_TOLERANCE of it."""
+    if len(pts) < 3:
+        return False
+    d = np.diff(np.sort(np.asarray(pts, np.int64)))
+    med = float(np.median(d))
+    if med <= 0:
+        return True
+    return bool(np.abs(d - med).max() > VFR_TOLERANCE * med)
+
+
+def clip_problem(info: VideoInfo, size: int | None = CLIP_SIZE) -> str | None:
+    """One line naming what makes a video unfit for the pipeline (not 30 fps within FPS_TOLERANCE,
+    a variable frame rate, or, when ``size`` is given, not size x size) and the fix; None if fit."""
+    found = []
+    if info.vfr:
+        found.append(f"variable frame rate (average {info.fps:.3f} fps)")
+    elif abs(info.fps - FPS) > FPS_TOLERANCE:
+        found.append(f"{info.fps:.3f} fps")
+    if size is not None and (info.width, info.height) != (size, size):
+        found.append(f"{info.width}x{info.height} frames")
+    if not found:
+        return None
+    need = f"constant {FPS} fps (within {FPS_TOLERANCE})" + (f", {size}x{size}" if size is not None else "")
+    return f"{info.path}: {' and '.join(found)}, the pipeline needs {need}; convert it with {PREPARE_CMD}"
+
+
+def check_clip(path: str | os.PathLike, size: int | None = CLIP_SIZE) -> VideoInfo:
+    """probe_video, then MediaError (one line with the fix) unless the clip is constant 30 fps and,
+    when ``size`` is given, size x size. Stages whose frames meet audio or coefficients call it
+    with ``size=None``; stages that need 256x256 frames with the default."""
+    info = probe_video(path)
+    problem = clip_problem(info, size)
+    if problem:
+        raise MediaError(problem)
+    return info
 
 
 def iter_frames(path: str | os.PathLike, batch_size: int = 1) -> Iterator[np.ndarray]:
@@ -299,7 +350,7 @@ def audio_duration(path: str | os.PathLike) -> float:
 def load_audio_track(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """The first audio stream of a media file (e.g. the speech of an mp4) as float64 mono in
     [-1, 1] at the stream's rate; MediaError when there is none or it holds no samples."""
-    with _open(path) as c:
+    with _open(path, "audio or video") as c:
         if not c.streams.audio:
             raise MediaError(f"{path}: no audio track")
         s = c.streams.audio[0]
@@ -319,14 +370,23 @@ def load_audio_track(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 
 
 def load_audio(path: str | os.PathLike, sr: int | None = None) -> tuple[np.ndarray, int]:
-    """Read a sound file as float64 mono in [-1, 1] (channels averaged); resample to ``sr`` if given."""
+    """Read a sound file as float64 mono in [-1, 1] (channels averaged); resample to ``sr`` if given.
+
+    wav, flac, ogg and mp3 are read with soundfile; anything it cannot read (m4a, aac, ...) is
+    decoded with PyAV (first audio stream); MediaError naming the file when neither can."""
     p = Path(path)
     if not p.is_file():
         raise MediaError(f"{p}: file not found")
     try:
         x, rate = sf.read(str(p), dtype="float64", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-        raise MediaError(f"{p}: cannot read as audio ({_reason(e)})") from None
+        try:
+            x, rate = load_audio_track(p)
+        except MediaError as e2:
+            if "no audio track" in str(e2) or "no samples" in str(e2):
+                raise
+            raise MediaError(f"{p}: cannot read as audio ({_reason(e)})") from None
+        x = x[:, None]
     if x.shape[0] == 0:
         raise MediaError(f"{p}: audio has no samples")
     x = x.mean(axis=1)

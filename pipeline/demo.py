@@ -77,7 +77,7 @@ def build_steps(cfg: DemoConfig) -> list[Step]:
               "--audio_dir", data / "audios"], "render the generated motion as H.264 video with speech",
              distributed=True),
         Step("landmarks_rendered", "Deep3DFaceRecon_pytorch.extract_kp_videos",
-             ["--input_dir", P("rendered"), "--output_dir", P("rendered_keypoints")],
+             ["--input_dir", P("rendered"), "--output_dir", P("rendered_keypoints"), "--max_no_face_fraction", 1],
              "landmarks of the rendered videos", distributed=True),
         Step("recon_rendered", "Deep3DFaceRecon_pytorch.face_recon_videos",
              ["--input_dir", P("rendered"), "--keypoint_dir", P("rendered_keypoints"),

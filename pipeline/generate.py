@@ -28,7 +28,7 @@ from common.cli import parser
 from common.dataset import Clip, audio_path, clip_name, video_path, write_index
 from common.io import (UserError, atomic_path, config_to_dict, read_json, run_cli, setup_logging,
                        write_json_atomic)
-from common.media import (FPS, MediaError, VideoWriter, iter_frames, load_audio, load_audio_track,
+from common.media import (FPS, MediaError, VideoWriter, check_clip, iter_frames, load_audio, load_audio_track,
                           probe_video, write_wav)
 from pipeline.engine import ClipJob, Engine
 from pipeline.runner import REPO, StepFailed
@@ -264,10 +264,7 @@ def read_inputs(cfg: GenerateConfig) -> Inputs:
             raise MediaError(f"{source}: audio lasts {len(samples) / sr:.3f} s, shorter than two video "
                              f"frames at {cfg.fps} fps")
     else:
-        info = probe_video(cfg.speaker_video)
-        if abs(info.fps - cfg.fps) > 0.01:
-            raise MediaError(f"{cfg.speaker_video}: {info.fps:g} fps, but the models work at {cfg.fps} fps "
-                             f"(re-encode it first, e.g. ffmpeg -i IN -r {cfg.fps} OUT.mp4)")
+        info = check_clip(cfg.speaker_video, size=None)  # constant 30 fps; any size (cropped below)
         if info.n_frames < 2:
             raise MediaError(f"{cfg.speaker_video}: {info.n_frames} frame(s); at least two are needed")
         # the speech: the video's own track, or a separate file (the challenge's audios/<uuid>.wav)
@@ -405,7 +402,8 @@ def generate(cfg: GenerateConfig, engine: Engine | None = None) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = parser("pipeline.generate", __doc__, EXAMPLES)
     g = ap.add_argument_group("talking head (speaker model)")
-    g.add_argument("--audio", type=Path, default=None, help="speech to say (wav, flac, ogg; any rate)")
+    g.add_argument("--audio", type=Path, default=None,
+                   help="speech to say (wav, flac, ogg, mp3; m4a/aac via PyAV; any rate, stereo averaged)")
     g.add_argument("--image", type=Path, default=None, help="face photo that speaks (png, jpg)")
     g = ap.add_argument_group("listening head (listener model)")
     g.add_argument("--speaker_video", type=Path, default=None,

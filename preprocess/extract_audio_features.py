@@ -1,10 +1,12 @@
 """Per-video-frame audio features: <output_folder>/<uuid>.npy, (N, 45) float32.
 
-Replaces the original preprocess/extract.py. Every wav of --input_audio_folder is loaded as mono,
+Replaces the original preprocess/extract.py. Every audio file of --input_audio_folder (wav, flac,
+ogg, mp3; m4a/aac through PyAV; any channel count and rate) is loaded as mono,
 resampled to 44.1 kHz (so the width is always 45), cut or zero-padded to N video frames of 1470
 samples and featurised. N is the row count of the speaker's recon <uuid>.speaker.mat found
 anywhere under --input_recons_folder, or, when there is none, the frame count of
-<uuid>.speaker.mp4 found under --video_folder. The feature set is recorded in
+<uuid>.speaker.mp4 found under --video_folder, which must then be constant 30 fps (else the item
+fails, naming python -m preprocess.prepare_videos). The feature set is recorded in
 <output_folder>/feature_set.json, read by vico training.
 """
 from __future__ import annotations
@@ -18,10 +20,10 @@ from typing import Sequence
 import numpy as np
 from common.progress import progress
 
-from common.dataset import find_files
+from common.dataset import AUDIO_EXTS, find_files
 from common.dist import configure_threads
 from common.io import RunReport, UserError, atomic_path, is_complete, run_cli, setup_logging
-from common.media import MediaError, load_audio, probe_video
+from common.media import MediaError, check_clip, load_audio
 from preprocess.audio.features import (DEFAULT_FPS, DEFAULT_SAMPLE_RATE, FEATURE_SETS, extract,
                                        feature_dim, samples_per_frame)
 from common.cli import parser
@@ -85,7 +87,7 @@ class FrameCounter:
                 if len(found) > 1:
                     raise UserError(f"{uuid}: several candidates {', '.join(map(str, found))}")
                 p = found[0]
-                n = recon_frame_count(p) if p.suffix == ".mat" else probe_video(p).n_frames
+                n = recon_frame_count(p) if p.suffix == ".mat" else check_clip(p, size=None).n_frames
                 if n < 1:
                     raise UserError(f"{p}: no frames")
                 return n, p
@@ -121,9 +123,9 @@ def run(cfg: ExtractAudioConfig) -> int:
         raise UserError(f"--feature_set {cfg.feature_set!r} unknown; choose from {sorted(FEATURE_SETS)}")
     if cfg.input_recons_folder is None and cfg.video_folder is None:
         raise UserError("give --input_recons_folder and/or --video_folder (where the frame counts come from)")
-    wavs = find_files(cfg.input_audio_folder, (".wav", ".WAV"))
+    wavs = find_files(cfg.input_audio_folder, AUDIO_EXTS)
     if not wavs:
-        raise UserError(f"{cfg.input_audio_folder}: no .wav files")
+        raise UserError(f"{cfg.input_audio_folder}: no audio files ({', '.join(AUDIO_EXTS[::2])})")
     counter = FrameCounter(cfg.input_recons_folder, cfg.video_folder)
     out_dir = Path(cfg.output_folder)
     dim = feature_dim(cfg.sample_rate, cfg.fps)
@@ -162,7 +164,8 @@ def run(cfg: ExtractAudioConfig) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = parser("preprocess.extract_audio_features", __doc__, EPILOG)
-    p.add_argument("--input_audio_folder", required=True, help="folder of <uuid>.wav (searched recursively)")
+    p.add_argument("--input_audio_folder", required=True,
+                   help="folder of <uuid>.wav (also .flac .ogg .mp3 .m4a .aac; searched recursively)")
     p.add_argument("--output_folder", required=True, help="where <uuid>.npy and feature_set.json go")
     p.add_argument("--input_recons_folder", default=None,
                    help="recon .mat folder; <uuid>.speaker.mat searched recursively for the frame count")

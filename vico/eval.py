@@ -126,7 +126,7 @@ def _eval(args: argparse.Namespace, info, loaded: tuple | None = None) -> int:
                     coeff, tp = to_recon(pred, clip, args.task, stats)
                     save_recon_mat(out, coeff, tp)
                     report.ok(clip.uuid, [out])
-                except (UserError, OSError, ValueError) as e:
+                except (UserError, ValueError) as e:  # an OSError (full disk, ...) stops the run
                     report.fail(clip.uuid, e)
         bar.update(len(chunk))
     bar.close()

@@ -19,9 +19,10 @@ import numpy as np
 import torch
 
 from common.io import UserError
+from common.media import check_clip
 
 from . import align
-from .frames import iter_media_frames
+from .frames import is_image, iter_media_frames
 from .keypoints import load_keypoints
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,8 @@ def iter_batches(jobs: Sequence[VideoJob], batch_size: int, keep_frames: bool = 
     pending: Batch | None = None
     for job_id, job in enumerate(jobs):
         try:
+            if not is_image(job.video):  # coefficients are per frame at 30 fps: refuse other rates
+                check_clip(job.video, size=None)
             lms = load_keypoints(job.keypoints)  # (N,68,2) float64, y down
             if (lms == -1).all() and not allow_no_face:  # single faceless frames: the fallback crop
                 raise UserError(f"{job.keypoints}: no face detected in any of the {len(lms)} frames of "

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from common.artifacts import load_recon_mat
 from common.io import UserError
-from common.media import MediaError, iter_frames, probe_video
+from common.media import MediaError, check_clip, iter_frames
 from PIRender.data.vox_lmdb import coeff_260, encode_frame
 
 # Preference when the same name exists in several sub-folders (upstream reads train/ first).
@@ -55,7 +55,7 @@ def prepare_video(video: str, mat: str, sizes: tuple[int, ...], img_format: str 
     try:
         coeff, tp = load_recon_mat(mat)
         n_coeff = coeff.shape[0]
-        info = probe_video(video)
+        info = check_clip(video)  # 30 fps, 256x256: the coefficients' crop is of a 256 frame
         if info.n_frames != n_coeff:
             raise UserError(f"{video}: frame-count mismatch: the video has {info.n_frames} frames, "
                             f"{mat} has {n_coeff} coefficient rows")

@@ -24,9 +24,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from common.dataset import clip_name
+from common.dataset import clip_name, find_audio
 from common.io import UserError
-from common.media import iter_frames, load_audio, probe_video
+from common.media import clip_problem, iter_frames, load_audio, probe_video
 from common.dist import pick_device
 from common.weights import load_pretrained, resolve_weights
 from evaluation.metrics import coeff_l1 as coeffs
@@ -328,6 +328,8 @@ class Evaluator:
             if not p.is_file():
                 raise UserError(f"{p}: video not found")
         pi = probe_video(pd_path)
+        if self._needs("audio") and clip_problem(pi, size=None):  # frames meet the audio: constant 30 fps only
+            raise UserError(clip_problem(pi, size=None))
         if need_gt:
             gi = probe_video(gt_path)
             if (gi.width, gi.height) != (pi.width, pi.height):
@@ -443,7 +445,7 @@ class Evaluator:
     def _lipsync(self, clip: Clip) -> dict[str, Any]:
         """Lip sync of the predicted video with the GT audio; extra fields go to the record."""
         cfg, info, frames, known = self.s.lipsync, clip.pd_info, clip.sync_frames, clip.pd_boxes
-        wav = Path(self.s.gt_audio_folder) / f"{clip.uuid}.wav"
+        wav = find_audio(self.s.gt_audio_folder, clip.uuid) or Path(self.s.gt_audio_folder) / f"{clip.uuid}.wav"
         samples, _ = load_audio(wav, sr=SYNC_SR)
         pcm = to_pcm16(samples)
         idx = resample_indices(info.n_frames, info.fps, SYNC_FPS)

@@ -138,14 +138,15 @@ def get(name: str) -> Metric:
 
 
 def groups(load: bool = True) -> dict[str, tuple[str, ...]]:
-    """Group name -> metric names: the declared groups plus 'default' and 'all'."""
+    """Group name -> metric names: the declared groups plus 'default' and 'all' (every metric
+    except those switched on by a setting, e.g. --tddfa_motion, which need their own weights)."""
     ms = metrics() if load else _REGISTRY
     out: dict[str, tuple[str, ...]] = {}
     for m in ms.values():
         for g in m.groups:
             out[g] = out.get(g, ()) + (m.name,)
     out["default"] = tuple(n for n, m in ms.items() if m.default)
-    out["all"] = tuple(ms)
+    out["all"] = tuple(n for n, m in ms.items() if not m.enabled_by)
     return out
 
 

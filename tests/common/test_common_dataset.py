@@ -31,7 +31,7 @@ def test_index_round_trip_and_errors(tmp_path):
 
 
 def _clip(root, uuid, n_spk, n_lis, audio_s):
-    fr = np.zeros((max(n_spk, n_lis), 32, 128, 3), np.uint8)
+    fr = np.zeros((max(n_spk, n_lis), 256, 256, 3), np.uint8)
     media.write_video(D.video_path(root, uuid, "speaker"), fr[:n_spk])
     media.write_video(D.video_path(root, uuid, "listener"), fr[:n_lis])
     media.write_wav(D.audio_path(root, uuid), np.zeros(int(audio_s * 44100)) + 0.1, 44100)

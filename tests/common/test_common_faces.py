@@ -92,3 +92,16 @@ def test_for_thread_shares_the_model_and_gives_the_same_landmarks(backend, face2
         threaded = list(pool.map(job, range(len(frames))))
     for a, b in zip(serial, threaded):
         np.testing.assert_array_equal(a, b)
+
+
+def test_face_tracker_follows_one_face_never_alternating():
+    big, small = (0, 0, 100, 100), (150, 0, 210, 60)
+    t = faces.FaceTracker()
+    assert t.choose([]) is None and t.first is None
+    assert t.choose([small, big]) == big and t.first == big  # the largest at the start
+    # the other face becomes larger and comes first: still the same person (overlap)
+    assert t.choose([(140, 0, 260, 120), (5, 3, 103, 101)]) == (5, 3, 103, 101)
+    assert t.choose([(140, 0, 260, 120)]) is None  # only the other person in view: no face
+    assert t.choose([(30, 10, 130, 110), (140, 0, 260, 120)]) == (30, 10, 130, 110)  # moved fast: by centre
+    assert faces.iou(big, big) == 1.0 and faces.iou(big, (200, 200, 300, 300)) == 0.0
+    assert faces.ranges(np.array([0, 1, 2, 5, 7, 8])) == "0-2,5,7-8" and faces.ranges(np.array([])) == ""

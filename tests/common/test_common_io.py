@@ -61,3 +61,24 @@ def test_run_cli_turns_user_error_into_one_line(repo_root):
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo_root)
     assert p.returncode == 2
     assert p.stderr.strip() == "error: x.mp4: broken"
+
+
+def test_atomic_write_errors_name_the_final_file(tmp_path):
+    """Short writes (np.save), errno-only OSErrors and torch.save's RuntimeError become an OSError
+    naming the output, one ``PATH: cause`` line for run_cli; the temporary file is gone."""
+    import errno as _errno
+
+    from common.io import atomic_path, os_error_line
+
+    out = tmp_path / "x.npy"
+    for exc in (OSError("1350 requested and 468 written"), OSError(_errno.ENOSPC, "No space left on device"),
+                RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")):
+        with pytest.raises(OSError) as info:
+            with atomic_path(out) as tmp:
+                tmp.write_bytes(b"partial")
+                raise exc
+        line = os_error_line(info.value)
+        assert line.startswith(f"{out}: ") and ("No space" in line or "disk full" in line), line
+        assert list(tmp_path.iterdir()) == []
+    e = OSError(_errno.EFBIG, "File too large", str(tmp_path / ".x.abcd1234.tmp.npy"))
+    assert os_error_line(e) == f"{out}: File too large (file-size limit reached)"

@@ -122,3 +122,15 @@ def test_pin_mmap_threshold_applies_on_glibc():
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt is glibc's")
     assert media.pin_mmap_threshold() is True
+
+
+def test_clip_problem_rates_sizes_and_the_fix():
+    from common.media import PREPARE_CMD, VideoInfo, clip_problem
+
+    ok = VideoInfo("a.mp4", 256, 256, 30.0, 30)
+    assert clip_problem(ok) is None and clip_problem(VideoInfo("a.mp4", 256, 256, 30.005, 30)) is None
+    ntsc = clip_problem(VideoInfo("b.mp4", 256, 256, 30000 / 1001, 30))
+    assert ntsc.startswith("b.mp4: 29.970 fps") and PREPARE_CMD in ntsc
+    vfr = clip_problem(VideoInfo("c.mp4", 640, 480, 30.0, 30, vfr=True))
+    assert "variable frame rate" in vfr and "640x480 frames" in vfr
+    assert clip_problem(VideoInfo("d.mp4", 640, 480, 30.0, 30), size=None) is None  # size not needed

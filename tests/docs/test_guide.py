@@ -21,6 +21,9 @@ SUBSTITUTIONS: list[tuple[str, str, str]] = [
     ("--max_epochs 500", "--max_epochs 1", "one epoch"),
     ("--output_dir runs/$task/rendered_recons", "--output_dir runs/$task/rendered_recons --allow_no_face",
      "renders made with smoke-test weights show no face"),
+    ("--output_dir runs/$task/rendered_keypoints",
+     "--output_dir runs/$task/rendered_keypoints --max_no_face_fraction 1",
+     "renders made with smoke-test weights show no face: keep their -1 landmarks"),
 ]
 
 

@@ -364,14 +364,18 @@ class _BoxOnly:
 def test_lipsync_recovers_known_audio_shift(tiny, tmp_path):
     """Audio delayed by k frames gives avoffset -k (aligned: 0), from the predicted video and the
     GT audio alone (no GT video folder)."""
-    from evaluation.lipsync.pipeline import LipSyncConfig
+    from evaluation.lipsync.pipeline import LipSyncConfig, resample_indices
     from evaluation.metrics.lipsync import mfcc
 
     rng = np.random.default_rng(5)
     n, hop, lo, hi = 60, 640, 300.0, 6000.0
     bits = rng.integers(0, 2, n)
+    # a 30 fps video (the pipeline's rate) whose 25 fps resampling for SyncNet shows bits[i] at frame i
+    src = np.zeros(n * 6 // 5, int)
+    for i, j in enumerate(resample_indices(len(src), 30, 25)):
+        src[j:] = bits[i]
     write_video(tmp_path / "pd" / "clip.speaker.mp4",
-                np.stack([np.full((64, 64, 3), 100 + 40 * b, np.uint8) for b in bits]), fps=25)
+                np.stack([np.full((64, 64, 3), 100 + 40 * b, np.uint8) for b in src]), fps=30)
     amp = np.repeat(np.where(bits == 1, hi, lo), hop)
 
     def noise(a):

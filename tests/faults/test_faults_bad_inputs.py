@@ -188,7 +188,7 @@ def no_face_recon(ws: Workspace, tmp: Path) -> Setup:
     kp = copy_into([ws.keypoints / f"{good.stem}.txt"], tmp / "kp")
     write_video(tmp / "noface_in" / "noface.speaker.mp4",
                 np.tile(np.linspace(60, 200, 256, dtype=np.uint8)[None, :, None], (N_FRAMES, 256, 1, 3)))
-    r = run_module(KP, "--input_dir", tmp / "noface_in", "--output_dir", kp)
+    r = run_module(KP, "--input_dir", tmp / "noface_in", "--output_dir", kp, "--max_no_face_fraction", 1)
     assert r.returncode == 0 and "noface.speaker: no face in any of its 30 frames" in r.stderr, r.stderr
     shutil.copy2(tmp / "noface_in" / "noface.speaker.mp4", videos)
     out = tmp / "recons"

@@ -52,12 +52,13 @@ def make_clip_frames(n: int, size: int, seed: int) -> np.ndarray:
 @pytest.fixture
 def tiny_dataset(tmp_path):
     """Factory: ``tiny_dataset(n_frames, size, names=('u1.speaker', 'u1.listener'))`` -> root with
-    videos/<name>.mp4, recons/test/<name>.mat, audios/<uuid>.wav."""
+    videos/<name>.mp4, recons/test/<name>.mat, audios/<uuid>.wav. The videos are 256x256 whatever
+    ``size`` is (prepare_vox_lmdb refuses other sizes); ``size`` is the LMDB size the test packs."""
 
     def make(n_frames: int = 4, size: int = 64, names=("u1.speaker", "u1.listener"), coeff_rows=None) -> Path:
         root = tmp_path / f"data_{size}_{n_frames}"
         for i, name in enumerate(names):
-            write_video(root / "videos" / f"{name}.mp4", make_clip_frames(n_frames, size, i))
+            write_video(root / "videos" / f"{name}.mp4", make_clip_frames(n_frames, 256, i))
             rows = (coeff_rows or {}).get(name, n_frames)
             write_mat(root / "recons" / "test" / f"{name}.mat", *make_coeffs(rows, size, i))
         for uuid in sorted({n.split(".")[0] for n in names}):
