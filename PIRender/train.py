@@ -29,7 +29,8 @@ from common.progress import progress
 from common.cli import HelpFormatter
 from common.dist import DistInfo, all_reduce_sum, barrier, cleanup, init_dist
 from common.io import UserError, run_cli, setup_logging, versions, write_json_atomic, write_text_atomic
-from common.training import ScalarWriter, add_retention_args, check_retention, event_files, prune_checkpoints
+from common.training import (ScalarWriter, add_retention_args, check_retention, clear_run, event_files,
+                             prune_checkpoints)
 from common.weights import read_checkpoint_file
 from PIRender.engine.checkpoint import resolve_checkpoint, save_checkpoint
 from PIRender.losses import load_vgg19
@@ -104,16 +105,8 @@ def _run_files(out: Path) -> list[Path]:
 def guard_fresh_start(out: Path, overwrite: bool, info: DistInfo) -> None:
     """--no_resume into a folder holding a run: refuse, or with --overwrite delete the run first."""
     files = _run_files(out)
-    if not files:
-        return
-    if not overwrite:
-        raise UserError(f"{out}: holds a training run already ({files[0].name}); --no_resume there needs "
-                        "--overwrite (or drop --no_resume to continue it)")
-    if info.is_main:
-        for p in files:
-            p.unlink(missing_ok=True)
-        log.info("--overwrite: deleted %d file(s) of the earlier run in %s", len(files), out)
-    barrier(info)
+    clear_run(out, files, overwrite, info, f"{out}: holds a training run already ({files[0].name if files else ''}); "
+              "--no_resume there needs --overwrite (or drop --no_resume to continue it)")
 
 
 def prune(out: Path, saved: int, keep_last: int, keep_every: int) -> None:

@@ -156,7 +156,8 @@ def get_backend(name: str = "dlib", device: str = "cpu", **options) -> FaceBacke
     raise UserError(f"unknown landmark backend {name!r} (choose from {', '.join(BACKENDS)})")
 
 
-def _single_frames(frames: Iterable[np.ndarray]) -> Iterable[np.ndarray]:
+def single_frames(frames: Iterable[np.ndarray]) -> Iterable[np.ndarray]:
+    """(H, W, 3) frames from a stream of frames or (B, H, W, 3) batches."""
     for f in frames:
         if f.ndim == 4:
             yield from f
@@ -267,7 +268,7 @@ def track_face(frames: Iterable[np.ndarray], backend: FaceBackend, detect_every:
     prev: np.ndarray | None = None
     box: Box | None = None
     n_det = 0
-    for i, frame in enumerate(_single_frames(frames)):
+    for i, frame in enumerate(single_frames(frames)):
         if box is None or i % detect_every == 0:
             boxes = backend.detect(frame)
             n_det = len(boxes)

@@ -96,3 +96,20 @@ class ScalarWriter:
 
 def event_files(log_dir: str | Path) -> list[Path]:
     return sorted(Path(log_dir).glob("events.out.tfevents.*"))
+
+
+def clear_run(out: Path, files: list[Path], overwrite: bool, info, refusal: str) -> None:
+    """A fresh start in a folder holding a run (``files``): refuse with ``refusal`` (a UserError),
+    or with --overwrite delete those files (rank 0) and wait for every process."""
+    from common.dist import barrier
+    from common.io import UserError
+
+    if not files:
+        return
+    if not overwrite:
+        raise UserError(refusal)
+    if info.is_main:
+        for p in files:
+            p.unlink(missing_ok=True)
+        log.info("--overwrite: deleted %d file(s) of the earlier run in %s", len(files), out)
+    barrier(info)

@@ -27,6 +27,7 @@ from common.tddfa.faceboxes import FaceBoxesDetector, FaceBoxesNet
 from common.tddfa.mobilenet import WIDEN, TddfaMobileNet
 from common.tddfa.specs import ARCH_WEIGHTS
 from common.io import UserError
+from common.faces import single_frames
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,7 @@ class TddfaBackend:
         """
         lms, prm, found = [], [], []
         prev: np.ndarray | None = None
-        for frame in _single_frames(frames):
+        for frame in single_frames(frames):
             if prev is None:
                 boxes = self.detect(frame)
                 if not boxes:
@@ -186,14 +187,6 @@ class TddfaBackend:
         if not lms:
             return np.zeros((0, 68, 2), np.float32), np.zeros((0, G.N_PARAMS), np.float32), np.zeros(0, bool)
         return np.stack(lms), np.stack(prm).astype(np.float32), np.array(found, bool)
-
-
-def _single_frames(frames: Iterable[np.ndarray]) -> Iterable[np.ndarray]:
-    for f in frames:
-        if f.ndim == 4:
-            yield from f
-        else:
-            yield f
 
 
 def _check(frame: np.ndarray) -> np.ndarray:

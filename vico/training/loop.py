@@ -24,7 +24,7 @@ from common.dataset import read_index
 from common.dist import all_reduce_sum, barrier, cleanup, gather_objects, init_dist
 from common.io import RunReport, UserError, write_text_atomic
 from common.progress import Progress, progress
-from common.training import ScalarWriter, check_retention, event_files, prune_checkpoints
+from common.training import ScalarWriter, check_retention, clear_run, event_files, prune_checkpoints
 from common.weights import load_state_dict_strict
 
 from ..data import GlobalBatchSampler, WindowDataset, check_feature_set, collate, load_clip, load_stats
@@ -296,16 +296,9 @@ def guard_run_folder(out: Path, resume: str | None, overwrite: bool, info) -> No
     if resume is not None:
         return
     files = _run_files(out)
-    if not files:
-        return
-    if not overwrite:
-        raise UserError(f"{out}: holds a training run already ({files[0].relative_to(out)}); continue it with "
-                        "--resume auto, or start afresh with --overwrite")
-    if info.is_main:
-        for p in files:
-            p.unlink(missing_ok=True)
-        log.info("--overwrite: deleted %d file(s) of the earlier run in %s", len(files), out)
-    barrier(info)
+    clear_run(out, files, overwrite, info, f"{out}: holds a training run already "
+              f"({files[0].relative_to(out) if files else ''}); continue it with --resume auto, or start afresh "
+              "with --overwrite")
 
 
 def prune_run_checkpoints(ckpt_dir: Path, saved: int, keep_last: int, keep_every: int) -> None:
