@@ -171,7 +171,7 @@ REGISTRY: dict[str, WeightSpec] = {
             fetch=FetchSource(
                 kind="gdrive_folder", ref="1liaIxn9smpudjjqMaWWRpP0mXRW_qRPP", member="epoch_20.pth",
                 page=("https://drive.google.com/drive/folders/1liaIxn9smpudjjqMaWWRpP0mXRW_qRPP (the "
-                      "Deep3DFaceRecon_pytorch README, 'Prepare prerequisite models')"),
+                      "Deep3DFaceRecon_pytorch README, 'Prepare prerequisite models': the folder face_recon_feat0.2_augment)"),
                 terms=("Deep3DFaceRecon_pytorch is MIT-licensed (Sicheng Xu); its README asks you to cite "
                        "Deng et al., CVPRW 2019. The model was trained on CelebA, LFW, 300W-LP, IJB-A, "
                        "LS3D-W and FFHQ, whose terms limit use to non-commercial research.")),
