@@ -79,6 +79,15 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     sys.exit(int(code or 0))
 
 
+def check_writable(folder: str | os.PathLike) -> None:
+    """Make ``folder`` (with its parents) and prove a file can be written there, before any work;
+    an OSError (read-only, permission, a file in the way) otherwise."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".write_check_"):
+        pass
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success, delete it on error.

@@ -26,7 +26,7 @@ import numpy as np
 from common import artifacts
 from common.cli import parser
 from common.dataset import Clip, audio_path, clip_name, video_path, write_index
-from common.io import (UserError, atomic_path, config_to_dict, read_json, run_cli, setup_logging,
+from common.io import (UserError, atomic_path, check_writable, config_to_dict, read_json, run_cli, setup_logging,
                        write_json_atomic)
 from common.media import (FPS, MediaError, VideoWriter, check_clip, iter_frames, load_audio, load_audio_track,
                           probe_video, write_wav)
@@ -153,6 +153,7 @@ def resolve(cfg: GenerateConfig) -> GenerateConfig:
         cfg.work_dir = cfg.out.parent / f"{cfg.out.stem}_work"
     if cfg.work_dir == cfg.out.parent or cfg.work_dir in cfg.out.parents:
         raise UserError(f"{cfg.out}: the output must not be inside the work folder {cfg.work_dir} (it is cleared)")
+    check_writable(cfg.out.parent)  # a read-only or missing output folder: one line before any work
     from common.weights import resolve_weights, weights_dir
 
     if cfg.weights_dir is None:

@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -175,7 +176,7 @@ def test_check_reports_every_problem(challenge, tmp_path, capsys):
     assert code == 1 and "at the zip's root" in stdout and "exactly one folder" in stdout
 
 
-def test_api_example_of_docs_gives_the_submission_videos(challenge, tmp_path):
+def test_api_example_of_docs_gives_the_submission_videos(challenge, tmp_path, monkeypatch):
     """docs/generate.md's Python example, with declared substitutions only, run here; its videos
     equal the submission's for the same clips."""
     text = (REPO / "docs" / "generate.md").read_text()
@@ -188,7 +189,14 @@ def test_api_example_of_docs_gives_the_submission_videos(challenge, tmp_path):
                      ("runs/listener/checkpoints/latest", str(challenge["ckpt"]["listener"]))]:
         assert old in code, old
         code = code.replace(old, new)
-    exec(compile(code, "docs/generate.md", "exec"), {})  # noqa: S102 - the documented example
+    # one thread, as the submission's processes had (smoke-test networks magnify float-order changes)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        exec(compile(code, "docs/generate.md", "exec"), {})  # noqa: S102 - the documented example
+    finally:
+        torch.set_num_threads(threads)
     for role, folder in (("speaker", "talkinghead_test_results"), ("listener", "listeninghead_test_results")):
         mine = media.read_video(tmp_path / f"{a}.{role}.mp4").astype(int)
         theirs = media.read_video(challenge["out"] / folder / f"{a}.{role}.mp4").astype(int)

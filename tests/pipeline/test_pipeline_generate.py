@@ -171,8 +171,9 @@ def test_failing_stage_is_named_with_its_log(env, run_cli, tmp_path):
     p = run_cli("pipeline.generate", "--audio", env["speech"], "--image", gray, "--out", out,
                 "--checkpoint", env["ckpt"]["speaker"], "--weights_dir", env["weights"])
     last = _last_error(p)
-    assert p.returncode == 2 and "step 'recon' failed" in last and "no face detected" in last
-    assert str(gray) in last and "recon.log" in last
+    # the landmark step stops a clip without a face (--max_no_face_fraction), before reconstruction
+    assert p.returncode == 2 and "step 'landmarks' failed" in last and "no face in" in last
+    assert str(gray) in last and "landmarks.log" in last
     assert not out.exists()
     # a folder that is not a work folder of ours is never cleared
     mine = tmp_path / "mine"
