@@ -39,7 +39,8 @@ metrics (results.json keys; frame-weighted over all frames of all videos as the 
 Lip sync (avoffset, avconf = LSE-C, avdist = LSE-D) needs only the predicted videos and
 --gt_audio_folder; a face track must be longer than --lipsync_min_track frames at 25 fps
 (default 100 as the original, i.e. clips over 4 s): a clip without one gets null and its
-reason in results.json's lipsync_notes.
+reason in results.json's lipsync_notes. By default the frames pass through the original's lossy
+re-encodes (--lipsync_frames original), so that AVConf/AVDist compare with leaderboard figures.
 A metric whose weights or inputs are missing is reported under "unavailable" with the reason
 (--strict makes that an error). Per-video failures go to run.json and give exit status 1.
 
@@ -77,6 +78,7 @@ class EvaluateConfig(EvalSettings):
     no_cache: bool = False
     min_track: int = 100
     min_face_size: float = 100.0
+    lipsync_frames: str = "original"
     strict: bool = False
     overwrite: bool = False
     verbose: bool = False
@@ -84,7 +86,8 @@ class EvaluateConfig(EvalSettings):
     run_record: str | None = None    # run.<name>.json instead of run.json (runs sharing a folder)
 
     def __post_init__(self) -> None:
-        self.lipsync = LipSyncConfig(min_track=self.min_track, min_face_size=self.min_face_size)
+        self.lipsync = LipSyncConfig(min_track=self.min_track, min_face_size=self.min_face_size,
+                                     frames=self.lipsync_frames)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lip sync: a face track must be longer than this many frames at 25 fps (the original's 100)")
     p.add_argument("--lipsync_min_face_size", "--min_face_size", dest="min_face_size", type=float,
                    default=d.min_face_size, help="lip sync: min mean face box side (px)")
+    p.add_argument("--lipsync_frames", choices=("original", "memory"), default=d.lipsync_frames,
+                   help="lip sync frames: 'original' repeats the original's lossy steps (25 fps MPEG-4 at "
+                        "qscale 2, JPEG frames, XVID crop video, default-quality JPEG; leaderboard-comparable), "
+                        "'memory' scores the decoded frames (faster, not comparable)")
     p.add_argument("--truncate", action="store_true", help="score the shorter length on a frame-count mismatch")
     p.add_argument("--strict", action="store_true", help="a metric that cannot run is an error")
     p.add_argument("--overwrite", action="store_true", help="recompute even if --output exists")

@@ -3,7 +3,8 @@
 Upstream writes the video re-encoded to 25 fps, JPEG frames, S3FD detections, scene lists and
 XVID face-crop videos to disk with ffmpeg subprocesses. Here the same steps run on arrays:
 
-1. frames resampled to 25 fps by nearest timestamp (ffmpeg ``-r 25``), audio to 16 kHz mono;
+1. frames resampled to 25 fps as ``ffmpeg -r 25`` into an AVI does (``avi_25fps_indices``), audio
+   to 16 kHz mono;
 2. one face detector pass (``common.faces`` backend; upstream S3FD at conf 0.9);
 3. scene cuts with a content detector (mean HSV change > 30, PySceneDetect 0.5 default);
 4. IoU > 0.5 tracking allowing ``num_failed_det`` missed frames; a track must be longer than
@@ -29,7 +30,11 @@ SYNC_SR = 16000
 
 @dataclass
 class LipSyncConfig:
-    """Upstream ``run_pipeline.py`` defaults, except that the detector is common.faces'."""
+    """Upstream ``run_pipeline.py`` defaults, except that the detector is common.faces'.
+
+    frames: "original" passes the frames through upstream's lossy re-encodes (``codec``);
+    "memory" crops the decoded frames directly.
+    """
 
     min_track: int = 100
     min_face_size: float = 100.0
@@ -39,6 +44,11 @@ class LipSyncConfig:
     min_scene_len: int = 15
     batch_size: int = 20
     vshift: int = 15
+    frames: str = "original"
+
+    def __post_init__(self) -> None:
+        if self.frames not in ("original", "memory"):
+            raise ValueError(f"lip-sync frames must be 'original' or 'memory', got {self.frames!r}")
 
 
 @dataclass
@@ -47,14 +57,35 @@ class Track:
     boxes: np.ndarray  # (T,4) x0,y0,x1,y1
 
 
-def resample_indices(n_frames: int, fps_in: float, fps_out: float = SYNC_FPS) -> np.ndarray:
-    """Source frame index for each output frame at ``fps_out`` (nearest earlier-or-equal timestamp
-    rounding as a constant-frame-rate ffmpeg conversion); (M,) int with M = round(n*fps_out/fps_in)."""
-    if n_frames <= 0:
-        return np.zeros(0, dtype=int)
-    m = int(round(n_frames * fps_out / fps_in))
-    idx = np.floor(np.arange(m) * fps_in / fps_out + 0.5).astype(int)
-    return np.clip(idx, 0, n_frames - 1)
+def avi_25fps_indices(pts_s: np.ndarray, dur_s: np.ndarray, fps_out: int = SYNC_FPS) -> np.ndarray:
+    """Source frame of each output frame of ``ffmpeg -i IN -r 25 OUT.avi`` (upstream's step 1).
+
+    ffmpeg's video sync for AVI output is 'vfr': an input frame at output time t (in output
+    frames) with duration d is dropped when t - next + d <= -0.6, where d is the frame's duration
+    rounded to whole output frames when that is at least one. At 30 fps it keeps frames 0..9,
+    then drops 10, 16, 22, ... (checked against ffmpeg 5.1 at 24, 25, 29.97, 30, 50 and 60 fps).
+    pts_s, dur_s: (N,) start time (first frame at 0) and duration in seconds of each frame.
+    """
+    keep: list[int] = []
+    nxt = 0
+    for i, (t, d) in enumerate(zip(np.asarray(pts_s, np.float64) * fps_out, np.asarray(dur_s, np.float64) * fps_out)):
+        r = int(np.rint(d))  # lrintf: ties to even
+        delta = t - nxt + (float(r) if r > 0 else min(d, 1.0))
+        if t < nxt and delta > 0:
+            t = nxt  # an early frame that still reaches the next slot is clipped onto it
+        if delta <= -0.6:
+            continue
+        if delta > 0.6:
+            nxt = int(np.rint(t))
+        keep.append(i)
+        nxt += 1
+    return np.asarray(keep, dtype=int)
+
+
+def resample_indices(n_frames: int, fps: float, fps_out: int = SYNC_FPS) -> np.ndarray:
+    """``avi_25fps_indices`` of a constant-frame-rate video of ``n_frames`` at ``fps``: (M,) int."""
+    k = np.arange(n_frames, dtype=np.float64)
+    return avi_25fps_indices(k / fps, np.full(n_frames, 1.0 / fps), fps_out)
 
 
 def scene_cuts(frames_rgb: list[np.ndarray], threshold: float = 30.0, min_scene_len: int = 15) -> list[tuple[int, int]]:

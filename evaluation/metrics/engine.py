@@ -26,7 +26,7 @@ import torch
 
 from common.dataset import clip_name, find_audio
 from common.io import UserError
-from common.media import clip_problem, iter_frames, load_audio, probe_video
+from common.media import clip_problem, iter_frames, load_audio, probe_video, resample
 from common.dist import pick_device
 from common.weights import load_pretrained, resolve_weights
 from evaluation.metrics import coeff_l1 as coeffs
@@ -34,6 +34,7 @@ from evaluation.metrics import registry
 from evaluation.metrics.fid import FeatureCache, file_identity
 from evaluation.metrics.lipsync import sync_scores
 from evaluation.metrics.psnr_ssim import to_nchw
+from evaluation.lipsync.codec import original_audio, original_crops, original_frames
 from evaluation.lipsync.pipeline import (SYNC_FPS, SYNC_SR, LipSyncConfig, crop_track, cut_audio, find_tracks,
                                          resample_indices, to_pcm16)
 from evaluation.networks.inception import FIDInceptionV3
@@ -350,7 +351,7 @@ class Evaluator:
         clip.gt_path, clip.pd_path, clip.pd_info, clip.n = gt_path, pd_path, pi, n
         frame_vals: dict[str, list[float]] = {m.name: [] for m in ms if m.kind == "frame"}
         keep = (set(resample_indices(pi.n_frames, pi.fps, SYNC_FPS).tolist())
-                if self._needs("audio") and self.faces is not None else set())
+                if self._needs("audio") and self.faces is not None and s.lipsync.frames == "memory" else set())
         faces_on = self.faces is not None and self._needs("landmarks")
         gt_lms = self.lm_cache.get(gt_path) if faces_on and self.lm_cache is not None else None
         if gt_lms is not None and len(gt_lms) < n:
@@ -444,22 +445,30 @@ class Evaluator:
 
     def _lipsync(self, clip: Clip) -> dict[str, Any]:
         """Lip sync of the predicted video with the GT audio; extra fields go to the record."""
-        cfg, info, frames, known = self.s.lipsync, clip.pd_info, clip.sync_frames, clip.pd_boxes
+        cfg = self.s.lipsync
         wav = find_audio(self.s.gt_audio_folder, clip.uuid) or Path(self.s.gt_audio_folder) / f"{clip.uuid}.wav"
-        samples, _ = load_audio(wav, sr=SYNC_SR)
-        pcm = to_pcm16(samples)
-        idx = resample_indices(info.n_frames, info.fps, SYNC_FPS)
-        idx = idx[idx < max(frames) + 1] if frames else idx[:0]
-        seq = [frames[i] for i in idx]
-        todo = [i for i in dict.fromkeys(idx.tolist()) if i not in known]
-        for i, (boxes, _) in zip(todo, self._detect_only([frames[i] for i in todo])):
-            known[i] = boxes
-        dets = [known[i] for i in idx]
+        samples, wav_sr = load_audio(wav)
+        pcm = to_pcm16(resample(samples, wav_sr, SYNC_SR) if wav_sr != SYNC_SR else samples)
+        if cfg.frames == "original":  # upstream's lossy re-encodes and timing; faces found on its JPEGs
+            seq = [np.ascontiguousarray(f[..., ::-1]) for f in original_frames(clip.pd_path, wav_sr)]
+            pcm = original_audio(samples, wav_sr)
+            dets = [boxes for boxes, _ in self._detect_only(seq)]
+        else:  # the decoded frames, and the boxes other metrics already found on them
+            frames, known = clip.sync_frames, clip.pd_boxes
+            idx = resample_indices(clip.pd_info.n_frames, clip.pd_info.fps, SYNC_FPS)
+            idx = idx[idx < max(frames) + 1] if frames else idx[:0]
+            seq = [frames[i] for i in idx]
+            todo = [i for i in dict.fromkeys(idx.tolist()) if i not in known]
+            for i, (boxes, _) in zip(todo, self._detect_only([frames[i] for i in todo])):
+                known[i] = boxes
+            dets = [known[i] for i in idx]
         tracks = find_tracks(seq, dets, cfg)
         rec = clip.record
-        rec.update(lipsync_frames_25fps=len(seq), lipsync_tracks=[])
+        rec.update(lipsync_frames_25fps=len(seq), lipsync_frame_path=cfg.frames, lipsync_tracks=[])
         for t in tracks:
             crops = crop_track(seq, t, cfg.crop_scale)
+            if cfg.frames == "original":
+                crops = original_crops(crops)
             audio = cut_audio(pcm, t)
             try:
                 r = sync_scores(self.nets["syncnet_s"], crops, audio, cfg.batch_size, cfg.vshift, self.device)

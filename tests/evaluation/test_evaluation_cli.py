@@ -18,6 +18,7 @@ from common.smoke_weights import make_smoke_checkpoint
 from common.weights import get_spec
 from evaluation.metrics.engine import EvalSettings, Evaluator
 from evaluation.metrics.fid import FeatureCache
+from tests.evaluation.oracle import OracleSync
 
 N = 12  # frames per tiny video
 
@@ -183,7 +184,10 @@ def test_lipsync_and_coefficient_metrics(tiny, run_cli, tmp_path):
     assert res["avoffset_videos"] == 1 and res["avdist_videos"] == 1
     assert res["psnr"] == 80.0
     l0, l1 = [json.loads(x) for x in (tmp_path / "a.videos.jsonl").read_text().splitlines()]
-    assert l1["lipsync_frames_25fps"] == 10 and len(l1["lipsync_tracks"]) == 1
+    # 12 frames at 30 fps: ffmpeg -r 25 into an AVI keeps 0..9 and 11 (11 frames), and the AAC mux
+    # of the 44.1 kHz wav repeats one frame (the original path's 25 fps sequence)
+    assert l1["lipsync_frames_25fps"] == 12 and len(l1["lipsync_tracks"]) == 1
+    assert l1["lipsync_frame_path"] == "original"
     (t,) = l1["lipsync_tracks"]  # one video, one track: the results are that track's numbers
     assert (res["avoffset"], res["avconf"], res["avdist"]) == (t["offset"], t["conf"], t["min_dist"])
     # (the known offset of a shifted clip is checked in test_lipsync_recovers_known_audio_shift:
@@ -333,24 +337,6 @@ def test_motion_metrics_from_coefficients_alone(run_cli, tmp_path):
                                                  "(first: psnr needs --gt_video_folder and --pd_video_folder)")
 
 
-class _OracleSync(torch.nn.Module):
-    """A stand-in SyncNet whose embeddings can be matched by construction: per video frame of a
-    5-frame window, the crop's brightness (lips) and the mean log energy c0 (audio), both mapped
-    to 1 (quiet/dark) .. 2 (loud/bright). The fill-rule SyncNet has no notion of sync, so the
-    known offset is recovered with this network through the whole evaluator path instead."""
-
-    def __init__(self, dark: float, bright: float, quiet: float, loud: float) -> None:
-        super().__init__()
-        self.v, self.a = (dark, bright), (quiet, loud)
-
-    def forward_lip(self, x: torch.Tensor) -> torch.Tensor:  # (b,3,5,224,224) BGR 0..255
-        return 1 + (x.mean(dim=(1, 3, 4)) - self.v[0]) / (self.v[1] - self.v[0])
-
-    def forward_aud(self, x: torch.Tensor) -> torch.Tensor:  # (b,1,13,20) MFCC, 4 columns per frame
-        c0 = x[:, 0, 0, :].reshape(len(x), 5, 4).mean(-1)
-        return 1 + (c0 - self.a[0]) / (self.a[1] - self.a[0])
-
-
 class _BoxOnly:
     """Face backend with one fixed box (lip sync only needs boxes)."""
 
@@ -361,9 +347,10 @@ class _BoxOnly:
         return self
 
 
-def test_lipsync_recovers_known_audio_shift(tiny, tmp_path):
+@pytest.mark.parametrize("frames", ["original", "memory"])
+def test_lipsync_recovers_known_audio_shift(tiny, tmp_path, frames):
     """Audio delayed by k frames gives avoffset -k (aligned: 0), from the predicted video and the
-    GT audio alone (no GT video folder)."""
+    GT audio alone (no GT video folder), through the original's lossy frame path and without it."""
     from evaluation.lipsync.pipeline import LipSyncConfig, resample_indices
     from evaluation.metrics.lipsync import mfcc
 
@@ -371,7 +358,7 @@ def test_lipsync_recovers_known_audio_shift(tiny, tmp_path):
     n, hop, lo, hi = 60, 640, 300.0, 6000.0
     bits = rng.integers(0, 2, n)
     # a 30 fps video (the pipeline's rate) whose 25 fps resampling for SyncNet shows bits[i] at frame i
-    src = np.zeros(n * 6 // 5, int)
+    src = np.zeros(next(m for m in range(n, 2 * n) if len(resample_indices(m, 30, 25)) == n), int)
     for i, j in enumerate(resample_indices(len(src), 30, 25)):
         src[j:] = bits[i]
     write_video(tmp_path / "pd" / "clip.speaker.mp4",
@@ -390,20 +377,23 @@ def test_lipsync_recovers_known_audio_shift(tiny, tmp_path):
     c0 = [mfcc(noise(np.full(16000, a)) * 32768.0)[:, 0].mean() for a in (lo, hi)]
     s = EvalSettings(pd_video_folder=str(tmp_path / "pd"), gt_audio_folder=str(tmp_path / "aud"),
                      weights_dir=str(tiny["root"] / "weights"), workers=1, device="cpu",
-                     lipsync=LipSyncConfig(min_track=40, min_face_size=10))
+                     lipsync=LipSyncConfig(min_track=40, min_face_size=10, frames=frames))
     ev = Evaluator(["avoffset", "avconf", "avdist"], s, face_backend_factory=lambda _name: _BoxOnly())
     assert ev.unavailable == {}
-    ev.nets["syncnet_s"] = _OracleSync(100.0, 140.0, *c0)
+    ev.nets["syncnet_s"] = OracleSync(100.0, 140.0, *c0)
     aligned, late = ev.evaluate_video("clip").record, ev.evaluate_video("late").record
     assert aligned["avoffset"] == 0 and late["avoffset"] == -k
-    assert aligned["avconf"] > 0.5 and late["avconf"] > 0.5 and aligned["avdist"] < 0.6  # zero pads: >= 2.2
+    # zero pads give >= 2.2; the original path's MP3-coded noise raises the matched distance a little
+    assert aligned["avconf"] > 0.5 and late["avconf"] > 0.5 and aligned["avdist"] < (0.6 if frames == "memory" else 1.0)
     (t,) = aligned["lipsync_tracks"]
-    assert t["frames"] == n and aligned["avdist"] == t["min_dist"] and "gt_frames" not in aligned
+    extra = 2 if frames == "original" else 0  # the AAC mux of a 16 kHz wav repeats 2 frames
+    assert t["frames"] == n + extra and aligned["avdist"] == t["min_dist"] and "gt_frames" not in aligned
+    assert aligned["lipsync_frame_path"] == frames
     # a track not longer than --lipsync_min_track: no score, and the reason
-    ev.s.lipsync.min_track = n
+    ev.s.lipsync.min_track = n + extra
     r = ev.evaluate_video("clip").record
     assert r["avoffset"] is None and r["avdist"] is None
-    assert "no face track longer than 60 frames at 25 fps (60 frames here" in r["lipsync_note"]
+    assert f"no face track longer than {n + extra} frames at 25 fps ({n + extra} frames here" in r["lipsync_note"]
 
 
 def test_docs_adding_a_metric_example_runs(tiny, repo_root):

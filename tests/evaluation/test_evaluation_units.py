@@ -15,12 +15,15 @@ from evaluation.metrics.engine import parse_metrics
 from evaluation.score import rank, score
 
 
-def test_resample_30_to_25_drops_every_sixth_frame():
+def test_resample_30_to_25_as_ffmpeg_into_avi():
+    """ffmpeg 5.1's `-r 25` into an AVI (vfr sync), read off frame-numbered test videos: at 30 fps
+    frames 0..9 are kept, then every sixth from 10 on is dropped; 60 fps keeps 0, 1, 3, 5, 8, ..."""
     idx = resample_indices(60, 30.0, 25.0)
-    assert len(idx) == 50
-    assert idx[:6].tolist() == [0, 1, 2, 4, 5, 6]  # round(k*1.2): frame 3 is dropped
-    assert idx[-1] == 59
+    assert sorted(set(range(60)) - set(idx.tolist())) == [10, 16, 22, 28, 34, 40, 46, 52, 58]
+    assert len(resample_indices(90, 30.0)) == 76 and len(resample_indices(90, 60.0)) == 39
+    assert resample_indices(10, 60.0).tolist() == [0, 1, 3, 5, 8]
     assert resample_indices(25, 25.0).tolist() == list(range(25))
+    assert resample_indices(90, 24.0).tolist() == list(range(90))  # vfr sync drops, never duplicates
 
 
 def test_iou_and_tracking_with_a_gap():
