@@ -34,6 +34,7 @@ import av
 import cv2
 import numpy as np
 
+from common.io import UserError
 from evaluation.lipsync.pipeline import SYNC_FPS, avi_25fps_indices
 
 FF_QP2LAMBDA = 118  # libavcodec's quantiser -> lambda factor (-qscale:v q sets q * 118)
@@ -174,12 +175,13 @@ def original_crops(crops_bgr: np.ndarray) -> np.ndarray:
         avi = str(Path(tmp) / "crop.avi")
         writer = cv2.VideoWriter(avi, cv2.VideoWriter_fourcc(*"XVID"), SYNC_FPS, (224, 224))
         if not writer.isOpened():
-            raise RuntimeError("OpenCV cannot write XVID video (its FFmpeg backend is missing)")
+            raise UserError("lip sync: this OpenCV cannot write XVID video (no FFmpeg backend); "
+                            "pip install opencv-python-headless, or use --lipsync_frames memory")
         for f in crops_bgr:
             writer.write(np.ascontiguousarray(f))
         writer.release()
         with av.open(avi) as c:
             frames = [f if f.format.name == "yuv420p" else f.reformat(format="yuv420p") for f in c.decode(video=0)]
     if len(frames) != len(crops_bgr):
-        raise RuntimeError(f"XVID crop video has {len(frames)} frames, wrote {len(crops_bgr)}")
+        raise UserError(f"lip sync: the XVID crop video has {len(frames)} frames, {len(crops_bgr)} were written")
     return jpeg_frames(frames, qscale=None)
