@@ -16,6 +16,11 @@ Output: OUT/talkinghead_test_results/<uuid>.speaker.mp4, OUT/listeninghead_test_
 result folder at the zip's root, OUT/run.json (per-clip failures), OUT/records/<name>.json (each
 clip's settings and step times). Finished clips are skipped on a re-run (outputs are atomic);
 under torchrun the clips are sharded over the processes and rank 0 writes the zips.
+
+With --evaluate (the validation folder, which keeps the ground-truth videos) the same command then
+scores both tracks as the leaderboard: 3DMM coefficients of the ground truth and of the results
+(Deep3DFaceRecon_pytorch), every metric (evaluation.evaluate --metrics all) and the leaderboard
+table (evaluation.score --rule num_top1), in OUT/eval/ (steps logged in OUT/eval/logs/).
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ from common.dataset import Clip, audio_path, clip_name, read_index, video_path
 from common.dist import barrier, cleanup, finish_report, init_dist, shard
 from common.io import RunReport, UserError, atomic_path, is_complete, run_cli, setup_logging
 from common.media import FPS, MediaError, iter_frames, load_audio, probe_video
+from pipeline.runner import Runner, Step, StepFailed
 
 log = logging.getLogger("pipeline.submit")
 
@@ -44,9 +50,10 @@ TRACKS = {  # task -> (result folder, zip folder under OUT/zips)
 ZIP_NAME = re.compile(r"(?P<team>.+)_(?P<n>\d+)\.zip")
 
 EXAMPLES = """examples:
-  # validation: both tracks, then score against the kept ground truth (see docs/challenge.md)
+  # validation: both tracks, scored against the kept ground truth (OUT/eval/scores_<task>.md)
   python -m pipeline.submit --data data/challenge_val --task both --team myteam --out outputs/val \\
-      --speaker_checkpoint runs/speaker/checkpoints/latest --listener_checkpoint runs/listener/checkpoints/latest
+      --speaker_checkpoint runs/speaker/checkpoints/latest --listener_checkpoint runs/listener/checkpoints/latest \\
+      --evaluate
   # test: generate and zip, then check the zips
   python -m pipeline.submit --data data/challenge_test --task both --team myteam --out outputs/test \\
       --speaker_checkpoint runs/speaker/checkpoints/latest --listener_checkpoint runs/listener/checkpoints/latest
@@ -234,6 +241,8 @@ def generate_all(args) -> int:
         for task in tasks:
             if getattr(args, f"{task}_checkpoint") is None:
                 raise UserError(f"--task {args.task} needs --{task}_checkpoint")
+        if args.evaluate:
+            check_ground_truth(data, clips, tasks)
         report = RunReport("pipeline.submit", {**vars(args), "csv": str(csv), "world_size": info.world_size}, out)
         todo = []
         for task in tasks:
@@ -287,9 +296,84 @@ def generate_all(args) -> int:
                     dest = out / "zips" / TRACKS[task][1] / f"{args.team}_{args.submission}.zip"
                     write_zip(folder, clips, task, dest)
                     log.info("wrote %s (%d videos)", dest, len(clips))
+                if args.evaluate:  # rank 0 only; under torchrun other ranks' clips may be new: start over
+                    code = evaluate_validation(args, data, out, csv, tasks, bool(todo) or info.world_size > 1)
         return code
     finally:
         cleanup(info)
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation scores (--evaluate)
+# ---------------------------------------------------------------------------------------------
+
+def check_ground_truth(data: Path, clips: Sequence[Clip], tasks: Sequence[str]) -> None:
+    """--evaluate needs every clip's ground-truth video of each track (the validation folder)."""
+    for task in tasks:
+        for c in clips:
+            gt = video_path(data, c.uuid, task)
+            if not gt.is_file():
+                raise UserError(f"{gt}: ground-truth video not found; --evaluate needs the validation folder "
+                                "(the test folder keeps no ground truth)")
+
+
+def validation_steps(args, data: Path, out: Path, csv: Path, tasks: Sequence[str]) -> list[Step]:
+    """The stage commands that score the result folders against DATA/videos, into OUT/eval."""
+    ev = out / "eval"
+    ckpt = ["--checkpoint", args.recon_checkpoint] if args.recon_checkpoint else []
+    wd = ["--weights_dir", args.weights_dir] if args.weights_dir else []
+    env = {"VICO_WEIGHTS_DIR": str(args.weights_dir)} if args.weights_dir else {}
+    steps = [
+        Step("gt_landmarks", "Deep3DFaceRecon_pytorch.extract_kp_videos",
+             ["--input_dir", data / "videos", "--output_dir", ev / "gt_keypoints"], "landmarks of the ground truth"),
+        Step("gt_recon", "Deep3DFaceRecon_pytorch.face_recon_videos",
+             ["--input_dir", data / "videos", "--keypoint_dir", ev / "gt_keypoints", "--output_dir", ev / "gt_recons",
+              *ckpt], "3DMM coefficients of the ground truth", env=env),
+    ]
+    for task in tasks:
+        results = out / TRACKS[task][0]
+        sync = ["--gt_audio_folder", data / "audios"] if task == "speaker" else []
+        steps += [
+            Step(f"landmarks_{task}", "Deep3DFaceRecon_pytorch.extract_kp_videos",
+                 ["--input_dir", results, "--output_dir", ev / f"{task}_keypoints", "--max_no_face_fraction", 1],
+                 f"landmarks of the {task} results"),
+            Step(f"recon_{task}", "Deep3DFaceRecon_pytorch.face_recon_videos",
+                 ["--input_dir", results, "--keypoint_dir", ev / f"{task}_keypoints", "--output_dir",
+                  ev / f"{task}_recons", *ckpt, "--allow_no_face"],
+                 f"3DMM coefficients of the {task} results (every video scored, as the original)", env=env),
+            Step(f"metrics_{task}", "evaluation.evaluate",
+                 ["--gt_video_folder", data / "videos", "--pd_video_folder", results, "--anno_file", csv,
+                  "--task", task, "--metrics", "all", *sync, "--gt_coeff_folder", ev / "gt_recons",
+                  "--pd_coeff_folder", ev / f"{task}_recons", *wd, "--overwrite",
+                  "--run_record", f"metrics_{task}", "--output", ev / f"{task}.json"],
+                 f"every metric of the {task} results"),
+            Step(f"score_{task}", "evaluation.score",
+                 [ev / f"{task}.json", "--names", args.team, "--rule", "num_top1", "--task", task,
+                  "--output", ev / f"scores_{task}.md", "--json", ev / f"scores_{task}.json"],
+                 f"the {task} track's leaderboard columns"),
+        ]
+    return steps
+
+
+def evaluate_validation(args, data: Path, out: Path, csv: Path, tasks: Sequence[str], regenerated: bool) -> int:
+    """Run ``validation_steps``; steps on results that were (re)generated in this run start over."""
+    steps = validation_steps(args, data, out, csv, tasks)
+    runner = Runner(out / "eval", steps)
+    if regenerated:  # results changed: their coefficients and scores are stale
+        for task in tasks:
+            for folder in (f"{task}_keypoints", f"{task}_recons"):
+                shutil.rmtree(out / "eval" / folder, ignore_errors=True)
+        for step in steps:
+            if not step.name.startswith("gt_"):
+                runner.done_marker(step).unlink(missing_ok=True)
+    try:
+        runner.run(steps)
+    except StepFailed as e:
+        log.error("%s", e)
+        return 1
+    for task in tasks:
+        log.info("%s track: %s", task, out / "eval" / f"scores_{task}.md")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -314,6 +398,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--recon_checkpoint", type=Path, default=None, help="Deep3DFaceRecon epoch_20.pth")
     ap.add_argument("--pirender_checkpoint", type=Path, default=None, help="PIRender face checkpoint")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (under torchrun: each rank's GPU)")
+    ap.add_argument("--evaluate", action="store_true",
+                    help="validation folder: then score both tracks against its ground truth (OUT/eval/)")
     ap.add_argument("--keep_work", action="store_true", help="keep each clip's work folder (OUT/work/<name>)")
     ap.add_argument("--overwrite", action="store_true", help="regenerate clips whose video exists")
     ap.add_argument("--verbose", action="store_true", help="debug logging")

@@ -148,6 +148,36 @@ def test_resume_skips_finished_clips(challenge, capsys):
     assert (out / "zips" / "talking_head" / "team-a_2.zip").is_file()
 
 
+def test_validation_scores_in_one_command(challenge, capsys):
+    """--evaluate on the validation folder: coefficients of GT and results, every metric, the
+    leaderboard table per track; finished clips and steps are not redone."""
+    out = challenge["out"]
+    args = ["--data", challenge["val"], "--task", "both", "--team", "team-a", "--out", out, "--speaker_checkpoint",
+            challenge["ckpt"]["speaker"], "--listener_checkpoint", challenge["ckpt"]["listener"],
+            "--weights_dir", challenge["weights"], "--evaluate"]
+    code, _, err = _submit(capsys, *args)
+    assert code == 0, err[-3000:]
+    ev = out / "eval"
+    for task in ("speaker", "listener"):
+        res = json.loads((ev / f"{task}.json").read_text())
+        r = res["results"]
+        assert r["psnr"] > 0 and r["ssim"] > 0 and r["expL1"] >= 0 and r["poseFD"] >= 0 and "angleFD" in r
+        assert "syncnet_s" in " ".join(res["unavailable"].values()) or task == "listener"  # no SyncNet file here
+        table = (ev / f"scores_{task}.md").read_text()
+        assert "team-a" in table and "SSIM" in table and "AngleFD" in table
+        assert ("AVConf" in table) == (task == "speaker")  # the listening-head columns have no lip sync
+    assert sorted(p.name for p in (ev / "gt_recons").glob("*.mat")) == \
+        sorted(f"{u}.{r}.mat" for u in challenge["uuids"] for r in ("speaker", "listener"))
+    # again: nothing generated, every step already done
+    code, _, err = _submit(capsys, *args)
+    assert code == 0 and "0 video(s) to generate" in err and err.count("already done, skipped") == 10, err[-3000:]
+    # the test folder has no ground truth: refused before any work, naming the missing file
+    from common.io import UserError
+
+    with pytest.raises(UserError, match=r"listener\.mp4: ground-truth video not found; --evaluate needs the val"):
+        _submit(capsys, *[challenge["test"] if a == challenge["val"] else a for a in args])
+
+
 def test_check_reports_every_problem(challenge, tmp_path, capsys):
     val, uuids = challenge["val"], challenge["uuids"]
     bad = tmp_path / "talkinghead_test_results"
