@@ -313,7 +313,8 @@ reason below the table. {html.escape(sync)}</p>
                 blocks.append(f"<p>{task}: no score yet ({html.escape(str(p))} not found).</p>")
                 continue
             s = read_json(p)
-            keys = [r.key for r in metric_rows() if any(s["values"][e].get(r.key) is not None for e in s["order"])]
+            ranked = s.get("metrics") or list(s["ranks"][s["order"][0]])  # the scoring rule's metrics
+            keys = [k for k in ranked if any(s["values"][e].get(k) is not None for e in s["order"])]
             head = "".join(f"<th>{k}</th>" for k in keys)
             rows = "".join(
                 f"<tr><td>{html.escape(e)}</td>"

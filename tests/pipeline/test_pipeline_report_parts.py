@@ -103,3 +103,22 @@ def test_loss_legend_outside_the_curves():
     for ax in fig.axes:
         assert [t.get_text() for t in ax.get_legend().get_texts()] == ["total", "angle", "exp"]
         assert all(_outside(other, ax.get_legend()) for other in fig.axes)
+
+
+def test_score_table_shows_the_ranked_metrics(tmp_path):
+    """The score table's columns are the metrics the scoring rule ranked (score_<task>.json's
+    'metrics'); values of other metrics (angleFD, transFD: not in the rank sum) are left out."""
+    cfg = DemoConfig(out=tmp_path)
+    cfg.path("metrics").mkdir(parents=True)
+    vals = {"expL1": 0.5, "expFD": 0.25, "angleFD": 0.125, "psnr": None}
+    write_json_atomic(cfg.path("metrics") / "score_speaker.json", {
+        "metrics": ["psnr", "expL1", "expFD"], "order": ["static", "vico"],
+        "values": {"static": vals, "vico": dict(vals, expL1=0.75)},
+        "ranks": {"static": {"psnr": 2, "expL1": 1, "expFD": 1}, "vico": {"psnr": 2, "expL1": 2, "expFD": 1}},
+        "score": {"static": 4, "vico": 5}})
+    rep = Report(cfg, ReportConfig(run=tmp_path))
+    rep.scores()
+    page = "".join(rep.parts)
+    assert "<tr><th>entry</th><th>expL1</th><th>expFD</th><th>rank sum</th></tr>" in page
+    assert "<td class=num>0.75 (2)</td>" in page and "angleFD" not in page
+    assert "listener: no score yet" in page
