@@ -2,8 +2,9 @@
 
 Talking head (the speaker task): a face photo and a speech recording give a video of that face
 speaking, with the speech as its sound track. Listening head (the listener task): a video of a
-speaker (its audio track and its motion) and a photo of the listener give a video of that
-listener reacting to the speaker.
+speaker (its motion, and its speech: the video's audio track, or a separate file given with
+--audio) and a photo of the listener give a video of that listener reacting to the speaker, with
+the speaker's speech as its sound track.
 
 A tiny one-clip dataset in the ViCo layout is built in a work folder and every stage runs in this
 process through its public Python API (pipeline.engine; each model loaded once): landmarks and 3DMM coefficients of the photo (and of the
@@ -42,6 +43,10 @@ EXAMPLES = """examples:
   # listening head: a speaker video with sound + a photo of the listener (listener model)
   python -m pipeline.generate --speaker_video speaker.mp4 --listener_image face.png \\
       --out listening.mp4 --checkpoint runs/listener/checkpoints/latest
+  # listening head, the speech in its own file (the challenge layout: videos have no sound)
+  python -m pipeline.generate --speaker_video data/videos/UUID.speaker.mp4 --audio data/audios/UUID.wav \\
+      --listener_image data/first_frames/UUID.listener.jpg --out listening.mp4 \\
+      --checkpoint runs/listener/checkpoints/latest
   # the demo's models, statistics given explicitly, on a GPU
   python -m pipeline.generate --audio speech.wav --image face.png --out out/talking.mp4 \\
       --checkpoint outputs/demo/vico/speaker/checkpoints/latest --stats outputs/demo/features --device cuda
@@ -65,9 +70,10 @@ class GenerateConfig:
     task: str                              # speaker (talking head) or listener (listening head)
     out: Path
     checkpoint: Path                       # vico checkpoint of ``task``
-    audio: Path | None = None              # speaker task: the speech
+    audio: Path | None = None              # the speech: speaker task, required; listener task, optional
+                                           # (instead of the speaker video's own sound track)
     image: Path | None = None              # speaker task: the face
-    speaker_video: Path | None = None      # listener task: speaker video with its audio track
+    speaker_video: Path | None = None      # listener task: speaker video (with its audio track unless audio)
     listener_image: Path | None = None     # listener task: the listener's face
     work_dir: Path | None = None           # default: <out stem>_work next to out
     weights_dir: Path | None = None        # default: $VICO_WEIGHTS_DIR or <repo>/weights
@@ -300,8 +306,8 @@ def build_dataset(cfg: GenerateConfig, inp: Inputs) -> dict:
         n = copy_video_square(cfg.speaker_video, video_path(data, UUID, "speaker"), cfg.fps)
         short = n / cfg.fps - len(inp.samples) / inp.sr
         if short > 0.5:
-            log.warning("%s: the audio track is %.2f s shorter than the video; padded with silence",
-                        cfg.speaker_video, short)
+            log.warning("%s: the speech is %.2f s shorter than the video %s; padded with silence",
+                        inp.source, short, cfg.speaker_video.name)
         write_still_video(video_path(data, UUID, "listener"), inp.face, n, cfg.fps)
         _link_or_copy(video_path(data, UUID, "speaker"), recon_in / f"{clip_name(UUID, 'speaker')}.mp4")
         Image.fromarray(inp.face).save(recon_in / f"{clip_name(UUID, 'listener')}.png")
@@ -402,13 +408,16 @@ def generate(cfg: GenerateConfig, engine: Engine | None = None) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = parser("pipeline.generate", __doc__, EXAMPLES)
-    g = ap.add_argument_group("talking head (speaker model)")
+    g = ap.add_argument_group("talking head (speaker model): --audio and --image")
     g.add_argument("--audio", type=Path, default=None,
-                   help="speech to say (wav, flac, ogg, mp3; m4a/aac via PyAV; any rate, stereo averaged)")
+                   help="the speech (wav, flac, ogg, mp3; m4a/aac via PyAV; any rate, stereo averaged), muxed into "
+                        "OUT. Talking head: what the face says (required; sets the length). Listening head "
+                        "(optional): the speaker's speech, read from this file instead of the speaker video's sound "
+                        "track (e.g. the challenge's audios/<uuid>.wav)")
     g.add_argument("--image", type=Path, default=None, help="face photo that speaks (png, jpg)")
-    g = ap.add_argument_group("listening head (listener model)")
+    g = ap.add_argument_group("listening head (listener model): --speaker_video and --listener_image [--audio]")
     g.add_argument("--speaker_video", type=Path, default=None,
-                   help="speaker video at 30 fps with its speech as audio track (mp4)")
+                   help="speaker video at 30 fps (mp4); its audio track is the speech unless --audio is given")
     g.add_argument("--listener_image", type=Path, default=None, help="face photo of the listener (png, jpg)")
     ap.add_argument("--out", type=Path, required=True, help="output video (.mp4); OUT.json is written beside it")
     ap.add_argument("--checkpoint", type=Path, required=True,
@@ -437,12 +446,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--verbose", action="store_true", help="debug logging")
     args = ap.parse_args(argv)
     setup_logging(args.verbose)
-    talking = args.audio is not None or args.image is not None
+    talking = args.image is not None  # --audio belongs to both modes
     listening = args.speaker_video is not None or args.listener_image is not None
-    if talking == listening or (talking and (args.audio is None or args.image is None)) or \
+    if talking == listening or (talking and args.audio is None) or \
             (listening and (args.speaker_video is None or args.listener_image is None)):
         raise UserError("give either --audio and --image (talking head) or --speaker_video and "
-                        "--listener_image (listening head)")
+                        "--listener_image, optionally with --audio (listening head)")
     cfg = GenerateConfig(
         task="speaker" if talking else "listener", out=_abs(args.out), checkpoint=_abs(args.checkpoint),
         audio=_abs(args.audio), image=_abs(args.image), speaker_video=_abs(args.speaker_video),

@@ -27,6 +27,7 @@ from common.dataset import clip_name, read_index
 from common.io import UserError, config_to_dict, read_json, run_cli, setup_logging, write_bytes_atomic, \
     write_text_atomic
 from common.weights import get_spec, is_smoke
+from evaluation import api as evaluation  # the stage's public API: the metric registry's declarations
 from pipeline.config import TASKS, DemoConfig, run_config
 
 log = logging.getLogger("pipeline.report")
@@ -36,11 +37,34 @@ EXAMPLES = """examples:
   python -m pipeline.report --run outputs/demo --out /tmp/r.html
 """
 
-# (key, label, better): the challenge's 12 scored metrics, in the leaderboard's order
-METRICS = (("ssim", "SSIM", "↑"), ("cpbd", "CPBD", "↑"), ("psnr", "PSNR", "↑"), ("fid", "FID", "↓"),
-           ("csim", "CSIM", "↑"), ("expL1", "ExpL1", "↓"), ("poseL1", "PoseL1", "↓"), ("expFD", "ExpFD", "↓"),
-           ("poseFD", "PoseFD", "↓"), ("avoffset", "AVOffset", "→0"), ("avconf", "AVConf", "↑"),
-           ("lipLMD", "LipLMD", "↓"))
+# the registry's ranking directions, as shown beside each metric's label
+BETTER = {"max": "↑", "min": "↓", "abs0": "→0"}
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    key: str     # results.json key
+    label: str   # e.g. 'AVDist'
+    aka: str     # its other name, e.g. 'LSE-D' ('' when none)
+    better: str  # ↑ larger is better, ↓ smaller, →0 closest to 0
+    doc: str
+
+    @property
+    def title(self) -> str:
+        """What the table shows, e.g. 'AVDist (LSE-D) ↓'."""
+        return f"{self.label} ({self.aka}) {self.better}" if self.aka else f"{self.label} {self.better}"
+
+
+def metric_rows() -> list[MetricRow]:
+    """The rows of the metrics table: the evaluator's default metrics, read from the metric
+    registry (evaluation.api), in the order of results.json."""
+    return [MetricRow(m.name, m.label, m.aka, BETTER[m.direction], m.doc) for m in evaluation.default_metrics()]
+
+
+def lipsync_keys() -> tuple[str, ...]:
+    """The lip-sync metrics (the registry's 'lipsync' group): their n/a reasons come from lip sync."""
+    return evaluation.groups().get("lipsync", ())
+
 
 # Figures published for the original baseline, shown next to ours and marked as published.
 PUBLISHED: dict[str, dict[str, float]] = {"listener": {"ssim": 0.56, "expFD": 39.02}}
@@ -55,7 +79,6 @@ PUBLISHED_SOURCE = ("Zhou et al., Responsive Listening Head Generation: A Benchm
 TRAJECTORIES = (("angle", "rad", ((0, "pitch"), (1, "yaw"), (2, "roll"))),
                 ("trans", "", ((0, "tx"), (1, "ty"), (2, "tz"))),
                 ("exp", "", ((0, "exp 0"), (1, "exp 1"), (2, "exp 2"))))
-LIPSYNC_KEYS = ("avoffset", "avconf")
 ORIGINAL_MIN_TRACK = 100  # the original lip-sync scorer: face tracks longer than 100 frames at 25 fps
 
 
@@ -97,13 +120,14 @@ def na_reasons(obj: dict | None, task: str, keys: Sequence[str], source: Path) -
         return {}
     unavailable = obj.get("unavailable") or {}
     lipsync = obj.get("lipsync_notes")
-    if lipsync is None and any(k in LIPSYNC_KEYS for k in missing):
+    sync_keys = lipsync_keys()
+    if lipsync is None and any(k in sync_keys for k in missing):
         lipsync = _lipsync_notes_from_jsonl(Path(obj.get("per_video") or source.with_suffix(".videos.jsonl")))
     out = {}
     for k in missing:
         if k in unavailable:
             out[k] = f"{task} {k}: {unavailable[k]}"
-        elif k in LIPSYNC_KEYS and lipsync:
+        elif k in sync_keys and lipsync:
             out[k] = f"{task} {k}: no clip scored; " + "; ".join(f"{u}: {why}" for u, why in sorted(lipsync.items()))
         else:
             out[k] = f"{task} {k}: no value in {source.name} (no reason recorded; see {source.stem}.videos.jsonl)"
@@ -234,7 +258,8 @@ vico trained {self.cfg.epochs} epoch(s) per task.</p>
 
     def metrics(self) -> None:
         results, reasons, min_tracks = {}, {}, set()
-        keys = [k for k, _, _ in METRICS]
+        table = metric_rows()
+        keys = [r.key for r in table]
         for task in TASKS:
             p = self.cfg.path("metrics") / f"{task}.json"
             obj = read_json(p) if p.is_file() else None
@@ -254,18 +279,20 @@ vico trained {self.cfg.epochs} epoch(s) per task.</p>
 
         head = "".join(f"<th>{t}: ours</th><th class=pub>{t}: published<sup>*</sup></th>" for t in TASKS)
         rows = []
-        for key, label, better in METRICS:
+        for row in table:
             cells = []
             for t in TASKS:
-                v = results[t].get(key)
-                cells.append(na(t, key) if v is None else f"<td class=num>{_fmt(v)}</td>")
-                pub = PUBLISHED.get(t, {}).get(key)
+                v = results[t].get(row.key)
+                cells.append(na(t, row.key) if v is None else f"<td class=num>{_fmt(v)}</td>")
+                pub = PUBLISHED.get(t, {}).get(row.key)
                 cells.append(f"<td class='num pub'>{'—' if pub is None else _fmt(pub)}</td>")
-            rows.append(f"<tr><td>{label} {better}</td>{''.join(cells)}</tr>")
+            rows.append(f"<tr id=metric-{row.key}><td title='{html.escape(row.doc, quote=True)}'>"
+                        f"{html.escape(row.title)}</td>{''.join(cells)}</tr>")
         note_html = "".join(f"<li id=na-{i}>{html.escape(n)}</li>" for i, n in enumerate(notes, 1))
         min_tracks.discard(None)
         mt = min_tracks.pop() if len(min_tracks) == 1 else self.cfg.lipsync_min_track
-        sync = f"Lip sync (AVOffset, AVConf) scores clips with a face track longer than {mt} frames at 25 fps"
+        sync_labels = ", ".join(r.label for r in table if r.key in lipsync_keys())
+        sync = f"Lip sync ({sync_labels}) scores clips with a face track longer than {mt} frames at 25 fps"
         if mt != ORIGINAL_MIN_TRACK:
             sync += (f": the demo sets this (lipsync_min_track in its config) so that its short clips are scored; "
                      f"the original requires {ORIGINAL_MIN_TRACK}, so these values are not comparable with it")
@@ -286,7 +313,8 @@ reason below the table. {html.escape(sync)}</p>
                 blocks.append(f"<p>{task}: no score yet ({html.escape(str(p))} not found).</p>")
                 continue
             s = read_json(p)
-            keys = [k for k, _, _ in METRICS if any(s["values"][e].get(k) is not None for e in s["order"])]
+            ranked = s.get("metrics") or list(s["ranks"][s["order"][0]])  # the scoring rule's metrics
+            keys = [k for k in ranked if any(s["values"][e].get(k) is not None for e in s["order"])]
             head = "".join(f"<th>{k}</th>" for k in keys)
             rows = "".join(
                 f"<tr><td>{html.escape(e)}</td>"

@@ -74,6 +74,7 @@ class Metric:
     setup: Callable[[Any], None] | None = None  # setup(evaluator) once; UserError = unavailable
     source: str = ""  # label of its own input in per-video errors (e.g. 'lip sync'); default: name
     column: str = ""  # display name in score tables (the original's spelling, e.g. 'AngleFD')
+    aka: str = ""  # its other name in the literature, shown beside the label in reports (e.g. 'LSE-D')
     rank_sum: bool = False  # one of the original scoring_example.py's 12 metrics
     leaderboard: tuple[str, ...] = ()  # tracks whose 2022 leaderboard has it as a column
     doc: str = ""

@@ -45,8 +45,10 @@ def test_demo_runs_every_stage_and_resumes(demo_run, run_cli):
         assert abs(media.audio_duration(video) - 1.0) < 0.05  # the speech is muxed in
         res = json.loads((out / "metrics" / f"{role}.json").read_text())
         assert res["n_videos"] == 1 and res["n_frames"] == 30
-        for key in ("psnr", "ssim", "cpbd", "fid", "csim", "expL1", "poseL1", "expFD", "poseFD"):
+        for key in ("psnr", "ssim", "cpbd", "fid", "csim", "expL1", "poseL1", "expFD", "poseFD", "angleFD",
+                    "transFD"):
             assert isinstance(res["results"][key], float), (role, key, res["results"][key])
+        assert "avdist" in res["results"]  # LSE-D: a value, or null with its reason (speaker task only)
         # smoke-rendered frames may hold no detectable face: then LipLMD is null and counted, not a crash
         assert res["results"]["lipLMD"] is not None or res["frames_without_face"] > 0
 
@@ -128,3 +130,12 @@ def test_report_opens_in_chromium_with_videos_plots_and_metrics(demo_run):
         assert b.eval("[...document.querySelectorAll('td.na a')].every("
                       "a => !!(document.querySelector(a.getAttribute('href')) || {}).innerText)")
         assert len([x for x in ssim.split("\t")[1:] if x.replace(".", "", 1).isdigit()]) >= 3  # ours x2 + published
+        # the metric registry's rows beyond the challenge's 12, with its labels and directions
+        res = {t: json.loads((out / "metrics" / f"{t}.json").read_text())["results"] for t in ("speaker", "listener")}
+        for label, key in (("AngleFD ↓", "angleFD"), ("TransFD ↓", "transFD"), ("AVDist (LSE-D) ↓", "avdist")):
+            row = next(c for c in cells if c.startswith(label)).split("\t")
+            for t, cell in zip(("speaker", "listener"), row[1::2]):  # ours (published in between)
+                v = res[t][key]
+                assert (cell.startswith("n/a [") if v is None else float(cell) == pytest.approx(v, rel=1e-3)), \
+                    (label, t, cell, v)
+        assert res["speaker"]["angleFD"] is not None and res["listener"]["transFD"] is not None

@@ -95,17 +95,60 @@ def test_talking_head_from_one_image(env, run_cli, tmp_path):
     assert "wrote" in p.stderr
 
 
+TONE_HZ = 1000.0
+
+
+def _tone(path: Path, seconds: float = 0.5, sr: int = 22050) -> Path:
+    """A 1 kHz tone: speech that cannot be mistaken for the speaker video's own track."""
+    t = np.arange(int(seconds * sr)) / sr
+    media.write_wav(path, 0.3 * np.sin(2 * np.pi * TONE_HZ * t), sr)
+    return path
+
+
+def _peak_hz(samples: np.ndarray, sr: int) -> float:
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    return float(np.fft.rfftfreq(len(samples), 1 / sr)[np.argmax(spectrum)])
+
+
 @pytest.mark.slow
 def test_listening_head_from_one_image(env, run_cli, tmp_path):
+    """--audio: the speech comes from its own file (the challenge's audios/<uuid>.wav), not from the
+    speaker video's sound track, and is muxed into the output."""
     out = tmp_path / "listening.mp4"
     work = tmp_path / "w"
-    _ok(run_cli("pipeline.generate", "--speaker_video", env["speaker_video"], "--listener_image", env["face"],
-                "--out", out, "--checkpoint", env["ckpt"]["listener"], "--weights_dir", env["weights"],
-                "--stats", env["features"], "--work_dir", work, "--clean"))
+    tone = _tone(tmp_path / "speech.wav")
+    own = media.load_audio_track(env["speaker_video"])
+    assert abs(_peak_hz(*own) - TONE_HZ) > 100  # the video's own track is something else
+    _ok(run_cli("pipeline.generate", "--speaker_video", env["speaker_video"], "--audio", tone,
+                "--listener_image", env["face"], "--out", out, "--checkpoint", env["ckpt"]["listener"],
+                "--weights_dir", env["weights"], "--stats", env["features"], "--work_dir", work, "--clean"))
     frames = media.probe_video(env["speaker_video"]).n_frames
     assert frames == 4
-    _check_output(out, frames, "listener")
+    meta = _check_output(out, frames, "listener")  # 4 frames of video and of sound: the tone was cut
+    assert meta["config"]["audio"] == str(tone.resolve())
+    assert abs(_peak_hz(*media.load_audio_track(out)) - TONE_HZ) < 50  # the tone is what was muxed in
     assert not work.exists()  # --clean
+
+
+def test_listening_head_speech_source(env, tmp_path):
+    """Without --audio the speech is the speaker video's sound track; with it, the file (a speaker
+    video without sound is then fine)."""
+    from pipeline.generate import GenerateConfig, read_inputs
+
+    mute = tmp_path / "mute.mp4"
+    media.write_video(mute, media.read_video(env["speaker_video"]))
+    tone = _tone(tmp_path / "speech.wav")
+
+    def cfg(video, audio=None):
+        return GenerateConfig(task="listener", out=tmp_path / "o.mp4", checkpoint=env["ckpt"]["listener"],
+                              speaker_video=video, listener_image=env["face"], audio=audio)
+
+    inp = read_inputs(cfg(env["speaker_video"]))
+    assert inp.source == env["speaker_video"]
+    assert np.allclose(inp.samples, media.load_audio_track(env["speaker_video"])[0])
+    inp = read_inputs(cfg(mute, tone))
+    assert inp.source == tone and inp.sr == 22050
+    assert np.allclose(inp.samples, media.load_audio(tone)[0])
 
 
 def _in_process(capsys, *args) -> tuple[int, str]:
@@ -147,6 +190,15 @@ def test_bad_inputs_give_one_line_errors(env, run_cli, tmp_path, capsys):
     code, last = _in_process(capsys, "--speaker_video", silent_video, "--listener_image", env["face"], "--out", out,
                              "--checkpoint", env["ckpt"]["listener"], "--weights_dir", env["weights"])
     assert code == 2 and f"{silent_video}: no audio track" in last
+    listen = ["--speaker_video", silent_video, "--listener_image", env["face"], "--out", out,
+              "--checkpoint", env["ckpt"]["listener"], "--weights_dir", env["weights"]]
+    missing_wav = tmp_path / "missing.wav"
+    code, last = _in_process(capsys, *listen, "--audio", missing_wav)
+    assert code == 2 and last == f"error: {missing_wav}: file not found (--audio)"
+    garbage = tmp_path / "garbage.wav"
+    garbage.write_bytes(b"not a sound file" * 64)
+    code, last = _in_process(capsys, *listen, "--audio", garbage)
+    assert code == 2 and f"{garbage}: cannot read as audio" in last
 
     code, last = _in_process(capsys, "--audio", env["speech"], "--image", env["face"], "--out", out, *ckpt,
                              "--weights_dir", tmp_path / "no_weights")
@@ -159,6 +211,8 @@ def test_bad_inputs_give_one_line_errors(env, run_cli, tmp_path, capsys):
     assert "must not be inside the work folder" in last
 
     code, last = _in_process(capsys, "--audio", env["speech"], "--speaker_video", env["speaker_video"], *common)
+    assert "either --audio and --image" in last and "optionally with --audio (listening head)" in last
+    code, last = _in_process(capsys, "--audio", env["speech"], *common)
     assert "either --audio and --image" in last
     assert not out.exists() and not list(tmp_path.glob(".bad.*"))
 
@@ -187,6 +241,7 @@ def test_failing_stage_is_named_with_its_log(env, run_cli, tmp_path):
 def test_help_has_examples(run_cli):
     p = _ok(run_cli("pipeline.generate", "--help"))
     assert "--listener_image" in p.stdout and "examples:" in p.stdout
+    assert "--speaker_video data/videos/UUID.speaker.mp4 --audio data/audios/UUID.wav" in p.stdout
 
 
 def test_vico_eval_holds_still_roles(tmp_path):
