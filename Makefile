@@ -20,11 +20,15 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-fan.txt pyproject.t
 demo: $(STAMP)
 	$(PY) -m pipeline.demo $(ARGS)
 
+# The suite runs in WORKERS processes (pytest-xdist; CI has 2 cores). Tests sharing an expensive
+# fixture stay on one worker (tests/conftest.py). WORKERS=0 or ARGS="-n 0 ...": one process (pdb, -s).
+WORKERS ?= 2
+
 test: $(STAMP)
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -n $(WORKERS) $(ARGS)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow" $(ARGS)
+	$(PY) -m pytest -n $(WORKERS) -m "not slow" $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m bench.run_all $(ARGS)

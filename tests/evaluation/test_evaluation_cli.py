@@ -257,6 +257,7 @@ def test_fid_gt_features_cached_by_file_identity(tiny, tmp_path):
 @pytest.mark.slow
 @pytest.mark.torchrun
 def test_torchrun_two_ranks_equal_single_process(tiny, run_cli, tmp_path, repo_root):
+    import socket
     import subprocess
 
     r = tiny["root"]
@@ -266,7 +267,11 @@ def test_torchrun_two_ranks_equal_single_process(tiny, run_cli, tmp_path, repo_r
     assert p.returncode == 0, p.stderr
     multi = tmp_path / "multi" / "r.json"
     env = dict(os.environ, PYTHONPATH=str(repo_root), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    # a free port, not a fixed one: another torchrun may run at the same time (xdist workers, other jobs)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
            "-m", "evaluation.evaluate", *map(str, _args(tiny, "blur", multi, *extra))]
     p = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]

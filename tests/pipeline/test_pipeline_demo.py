@@ -18,7 +18,9 @@ def demo_run(tmp_path_factory, run_cli):
     tmp = tmp_path_factory.mktemp("demo")
     out, weights = tmp / "demo", tmp / "weights"
     args = ["--out", out, "--pairs", 2, "--frames", 30, "--epochs", 1, "--weights_dir", weights]
-    p = run_cli("pipeline.demo", *args)
+    # a hang guard as long as the suite's per-test --timeout (run_cli's default is 600 s): under
+    # `make test` the demo shares the 2 cores with the other worker (about 7 min alone)
+    p = run_cli("pipeline.demo", *args, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
     return out, weights, args
 
