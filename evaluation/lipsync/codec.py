@@ -21,7 +21,7 @@ in an AVI) starts 1105 samples late.
 Measured against Debian's ffmpeg 5.1 with ``python -m bench.lipsync_vs_ffmpeg``: frame selection,
 repeated frames, audio delay and both JPEG steps are identical; the MPEG-4 P-frames differ by a
 mean of 0.17 grey levels (encoder version; the original itself moves by 0.05 between 1 and 2
-encoder threads). Resulting AVConf/AVDist differences: docs/differences.md.
+encoder threads). Resulting AVConf/AVDist differences: docs/evaluation.md#lip-sync-as-the-original.
 """
 from __future__ import annotations
 
