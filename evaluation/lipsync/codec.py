@@ -41,10 +41,17 @@ FF_QP2LAMBDA = 118  # libavcodec's quantiser -> lambda factor (-qscale:v q sets 
 AAC_PRIMING = 1024  # samples the AAC encoder puts before the audio (the mp4's negative start)
 
 
+def coded_rate(codec: str, sr: int) -> int:
+    """The sample rate ffmpeg gives ``codec`` for input at ``sr``: ``sr`` when the encoder takes it,
+    else the closest it takes (96 kHz -> 48 kHz for MP3, 37.8 kHz -> 32 kHz for AAC)."""
+    rates = av.codec.Codec(codec, "w").audio_rates or [sr]
+    return sr if sr in rates else min(rates, key=lambda r: abs(r - sr))
+
+
 def aac_mux_gap(audio_sr: int) -> int:
-    """Empty 25 fps slots after the first frame of upstream's video.avi: ceil(1024 / sr * 25)
-    (1 at 32-48 kHz, 2 at 16-22.05 kHz; measured with ffmpeg 5.1)."""
-    return int(np.ceil(AAC_PRIMING * SYNC_FPS / audio_sr - 1e-9))
+    """Empty 25 fps slots after the first frame of upstream's video.avi, for a wav at ``audio_sr``:
+    ceil(1024 / AAC rate * 25) (1 at 32-48 kHz, 2 at 16-22.05 kHz; measured with ffmpeg 5.1)."""
+    return int(np.ceil(AAC_PRIMING * SYNC_FPS / coded_rate("aac", audio_sr) - 1e-9))
 
 
 def repeat_like_image2(frames: np.ndarray, gap: int) -> np.ndarray:
@@ -58,37 +65,48 @@ def repeat_like_image2(frames: np.ndarray, gap: int) -> np.ndarray:
                            frames[2:]])
 
 
-def _audio_roundtrip(samples: np.ndarray, sr: int, codec: str, container: str) -> np.ndarray:
+def _resample(x: np.ndarray, sr: int, rate: int, fmt: str = "fltp") -> np.ndarray:
+    """Mono samples from ``sr`` to ``rate`` with ffmpeg's resampler (swresample defaults, as the CLI)."""
+    resampler = av.AudioResampler(format=fmt, layout="mono", rate=rate)
+    frame = av.AudioFrame.from_ndarray(np.asarray(x, np.float32)[None, :], format="fltp", layout="mono")
+    frame.sample_rate, frame.pts = sr, 0
+    return np.concatenate([f.to_ndarray().reshape(-1) for f in (*resampler.resample(frame), *resampler.resample(None))])
+
+
+def _audio_roundtrip(samples: np.ndarray, sr: int, codec: str, container: str) -> tuple[np.ndarray, int]:
     """Mono float samples through ``codec`` in an in-memory ``container`` and back (what a later
-    ffmpeg step decodes from that file: the mp4 edit list trims AAC's priming, an AVI keeps MP3's delay)."""
+    ffmpeg step decodes from that file: the mp4 edit list trims AAC's priming, an AVI keeps MP3's
+    delay), at the rate ffmpeg gives the encoder: (samples, rate)."""
+    rate = coded_rate(codec, sr)
+    x = np.asarray(samples if rate == sr else _resample(samples, sr, rate), np.float32)
     buf = io.BytesIO()
     with av.open(buf, "w", format=container) as out:
-        stream = out.add_stream(codec, rate=sr)
+        stream = out.add_stream(codec, rate=rate)
         stream.layout = "mono"
-        x = np.asarray(samples, np.float32)
         for i in range(0, len(x), AAC_PRIMING):
             frame = av.AudioFrame.from_ndarray(x[None, i:i + AAC_PRIMING], format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = sr, i
+            frame.sample_rate, frame.pts = rate, i
             for packet in stream.encode(frame):
                 out.mux(packet)
         for packet in stream.encode(None):
             out.mux(packet)
     buf.seek(0)
     with av.open(buf) as c:
-        return np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)])
+        return np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)]), rate
 
 
 def original_audio(samples: np.ndarray, audio_sr: int) -> np.ndarray:
     """The 16 kHz audio.wav of upstream's video.avi: the GT samples (float mono at ``audio_sr``)
     through AAC in the mp4, libmp3lame in the AVI (whose 1105-sample delay stays) and ffmpeg's
-    resampler to 16 kHz s16, as int16-valued float64 (what ``wavfile.read`` gives upstream)."""
-    aac = _audio_roundtrip(samples, audio_sr, "aac", "mp4")
-    mp3 = _audio_roundtrip(aac, audio_sr, "libmp3lame", "avi")
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=16000)
-    frame = av.AudioFrame.from_ndarray(mp3[None, :].astype(np.float32), format="fltp", layout="mono")
-    frame.sample_rate, frame.pts = audio_sr, 0
-    out = [f.to_ndarray().reshape(-1) for f in (*resampler.resample(frame), *resampler.resample(None))]
-    return np.concatenate(out).astype(np.float64)
+    resampler to 16 kHz s16, as int16-valued float64 (what ``wavfile.read`` gives upstream).
+    UserError when PyAV cannot code it."""
+    try:
+        aac, rate = _audio_roundtrip(samples, audio_sr, "aac", "mp4")
+        mp3, rate = _audio_roundtrip(aac, rate, "libmp3lame", "avi")
+        return _resample(mp3, rate, 16000, fmt="s16").astype(np.float64)
+    except av.error.FFmpegError as e:
+        raise UserError(f"lip sync: cannot pass the audio through AAC and MP3 as the original does ({e}); "
+                        "--lipsync_frames memory scores it without") from None
 
 
 def full_range(frame: av.VideoFrame) -> av.VideoFrame:

@@ -451,7 +451,10 @@ class Evaluator:
         pcm = to_pcm16(resample(samples, wav_sr, SYNC_SR) if wav_sr != SYNC_SR else samples)
         if cfg.frames == "original":  # upstream's lossy re-encodes and timing; faces found on its JPEGs
             seq = [np.ascontiguousarray(f[..., ::-1]) for f in original_frames(clip.pd_path, wav_sr)]
-            pcm = original_audio(samples, wav_sr)
+            try:
+                pcm = original_audio(samples, wav_sr)
+            except UserError as e:
+                raise UserError(f"{wav}: {e}") from None
             dets = [boxes for boxes, _ in self._detect_only(seq)]
         else:  # the decoded frames, and the boxes other metrics already found on them
             frames, known = clip.sync_frames, clip.pd_boxes

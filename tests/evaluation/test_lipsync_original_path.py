@@ -17,7 +17,7 @@ import torch
 
 from common.media import load_audio
 from common.smoke_weights import fill_state_dict
-from evaluation.lipsync.codec import aac_mux_gap, original_audio, original_crops, original_frames
+from evaluation.lipsync.codec import aac_mux_gap, coded_rate, original_audio, original_crops, original_frames
 from evaluation.lipsync.pipeline import LipSyncConfig, crop_track, cut_audio, find_tracks
 from evaluation.metrics.lipsync import mfcc, sync_scores
 from evaluation.networks.syncnet import SyncNetS
@@ -95,3 +95,13 @@ def test_oracle_offset_equals_ffmpeg_pipeline(ref, wav):
     assert ours.offset == theirs.offset
     assert abs(ours.conf - theirs.conf) <= 0.05 * abs(theirs.conf)
     assert theirs.conf > 0.1  # the oracle does see the sync of this clip
+
+
+def test_rates_an_encoder_refuses_are_resampled_as_ffmpeg_does():
+    """ffmpeg gives an encoder the closest rate it takes (read off ffmpeg 5.1: a 96 kHz wav becomes
+    48 kHz MP3, 37.8 kHz becomes 32 kHz AAC, 40 kHz becomes 44.1 kHz AAC); 1 s of 96 kHz noise then
+    gives the 16512 samples ffmpeg 5.1's audio.wav has (AAC at 96 kHz, MP3 at 48 kHz)."""
+    assert coded_rate("libmp3lame", 96000) == 48000 and coded_rate("libmp3lame", 44100) == 44100
+    assert coded_rate("aac", 37800) == 32000 and coded_rate("aac", 40000) == 44100 and coded_rate("aac", 96000) == 96000
+    x = np.clip(np.random.default_rng(3).standard_normal(96000) * 0.1, -1, 1)
+    assert len(original_audio(x, 96000)) == 16512
