@@ -30,6 +30,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import torch
@@ -103,7 +104,6 @@ def compare_clip(video: Path, wav: Path, net, cfg: LipSyncConfig, detector, work
     ff_crops, ff_audio = ffmpeg_crop_and_read(ff_rgb, t, work)
     plain = to_pcm16(load_audio(wav, sr=SYNC_SR)[0])
     pcm = cut_audio(original_audio(*load_audio(wav)), t)
-    import av
     with av.open(str(video)) as c:
         dec = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     mem = [dec[i] for i in resample_indices(len(dec), 30.0)]

@@ -143,9 +143,12 @@ def _encode_all(enc: av.CodecContext, frames) -> list[av.Packet]:
 
 def mpeg4_25fps(path: str | Path) -> list[av.VideoFrame]:
     """Step 1: the video at 25 fps through MPEG-4 at quantiser 2, decoded (yuv420p frames)."""
-    with av.open(str(path)) as c:
-        stream = c.streams.video[0]
-        frames = [f.reformat(format="yuv420p") if f.format.name != "yuv420p" else f for f in c.decode(stream)]
+    try:
+        with av.open(str(path)) as c:
+            stream = c.streams.video[0]
+            frames = [f.reformat(format="yuv420p") if f.format.name != "yuv420p" else f for f in c.decode(stream)]
+    except av.error.FFmpegError as e:
+        raise UserError(f"{path}: decoding failed for lip sync ({e})") from None
     if not frames:
         return []
     tb = float(frames[0].time_base)
